@@ -1,0 +1,86 @@
+"""An agent: a contract, the tools it grants, the policy in force, and a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from charter._contract import Contract, load_contract
+from charter.exceptions import ContractError, PolicyLoadError
+from charter.models import Model, ToolSpec
+from charter.policy import CedarPolicy, PolicyEngine
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from charter._tools import Tool
+
+__all__ = ["Agent"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Agent:
+    """Everything a run needs to know about one agent. Build it with `Agent.load`."""
+
+    contract: Contract
+    tools: Mapping[str, Tool[Any, Any]]
+    policy: PolicyEngine
+    model: Model
+    instructions: str = ""
+    """The system prompt."""
+
+    @classmethod
+    def load(
+        cls,
+        contract: str | Path | Contract,
+        *,
+        tools: Sequence[Tool[Any, Any]],
+        model: Model,
+        instructions: str = "",
+        policy: PolicyEngine | None = None,
+    ) -> Agent:
+        """Load a contract and its Cedar policy, and check the tools against the grants.
+
+        Raises:
+            ContractError: A granted tool is missing, or its effect differs from the grant.
+            PolicyLoadError: The policy does not load, or names an approval tier the contract
+                does not define.
+        """
+        loaded = contract if isinstance(contract, Contract) else load_contract(contract)
+        by_name = {t.name: t for t in tools}
+        where = loaded.path or loaded.agent
+        for name, grant in loaded.tools.items():
+            if name not in by_name:
+                raise ContractError(
+                    f"{where}: tools.{name} is granted but no tool named {name!r} was supplied"
+                )
+            if by_name[name].effect is not grant.effect:
+                raise ContractError(
+                    f"{where}: tools.{name}.effect is {grant.effect.value} but the tool "
+                    f"declares {by_name[name].effect.value}",
+                    hint="the contract must state the tool's real effect class",
+                )
+        if policy is None:
+            policy = CedarPolicy.from_files(
+                policies=loaded.resolve(loaded.policy.policies),
+                schema=loaded.resolve(loaded.policy.schema_file),
+            )
+        if isinstance(policy, CedarPolicy):
+            for policy_id, tier in policy.approval_tiers.items():
+                if tier not in loaded.approval_tiers:
+                    raise PolicyLoadError(
+                        f"policy {policy_id!r} asks for approval tier {tier!r}, which the "
+                        f"contract {where} does not define"
+                    )
+        granted = {name: by_name[name] for name in loaded.tools}
+        return cls(
+            contract=loaded, tools=granted, policy=policy, model=model, instructions=instructions
+        )
+
+    def tool_specs(self) -> list[ToolSpec]:
+        """The granted tools as the model sees them."""
+        return [
+            ToolSpec(name=t.name, description=t.description, parameters=t.json_schema)
+            for t in self.tools.values()
+        ]

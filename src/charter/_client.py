@@ -1,0 +1,140 @@
+"""`charter.Client`: the one way the CLI, the console and tests read and administer Charter.
+
+It is separate from the runtime (`ControlPlane`): reading a log never needs a model or tools.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from charter._export import run_record
+from charter._identity import IssuedCredential, create_agent_identity, create_human
+from charter.exceptions import UserError
+from charter.store import KillSwitch, open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+    from charter._config import Config
+    from charter.store import (
+        ApprovalRecord,
+        ChainReport,
+        IdentityRecord,
+        RunRecord,
+        Store,
+        StoredEvent,
+    )
+
+__all__ = ["Client"]
+
+
+class Client:
+    """Read runs and administer identities and kill switches in one Charter store."""
+
+    def __init__(self, config: Config) -> None:
+        """Open the store the config names."""
+        self.config = config
+        self.store: Store = open_store(config.database_url, seal_key=config.seal_key())
+
+    def __enter__(self) -> Client:
+        """Use as a context manager to close the store when done."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    # --- runs -------------------------------------------------------------------------------
+    def runs(
+        self, *, limit: int = 50, tenant_id: str | None = None, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+        return self.store.list_runs(limit=limit, tenant_id=tenant_id, status=status)
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run's summary."""
+        return self.store.get_run(run_id)
+
+    def events(self, run_id: str) -> list[StoredEvent]:
+        """A run's events in order."""
+        return self.store.events(run_id)
+
+    def export(self, run_id: str) -> dict[str, Any]:
+        """The run record (see `charter runs export`)."""
+        return run_record(self.store.events(run_id))
+
+    def verify(self, run_id: str | None = None) -> list[ChainReport]:
+        """Verify one run's hash chain and seal, or every run's."""
+        return self.store.verify(run_id)
+
+    def approvals(self, *, status: str | None = "pending") -> list[ApprovalRecord]:
+        """Approval requests."""
+        return self.store.list_approvals(status=status)
+
+    # --- identities ---------------------------------------------------------------------------
+    def create_agent_identity(
+        self, *, agent: str, workflow: str, tenant_id: str
+    ) -> IssuedCredential:
+        """Issue an agent identity; the returned token is shown once."""
+        return create_agent_identity(
+            self.store, agent=agent, workflow=workflow, tenant_id=tenant_id
+        )
+
+    def create_human(self, *, name: str, roles: Sequence[str]) -> IssuedCredential:
+        """Issue a human principal; the returned token is shown once."""
+        return create_human(self.store, name=name, roles=roles)
+
+    def identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
+        """Principals (never their credentials)."""
+        return self.store.list_identities(include_revoked=include_revoked)
+
+    def revoke(self, identity_id: str) -> IdentityRecord:
+        """Revoke a credential; the gate refuses it from the next call on."""
+        return self.store.revoke_identity(identity_id)
+
+    # --- kill switches ----------------------------------------------------------------------
+    def kill(
+        self,
+        *,
+        reason: str,
+        by: str,
+        agent: str | None = None,
+        workflow: str | None = None,
+        tenant_id: str | None = None,
+        tool: str | None = None,
+    ) -> KillSwitch:
+        """Engage a kill switch: every matching call is denied from the next gate check on."""
+        if not any((agent, workflow, tenant_id, tool)):
+            raise UserError(
+                "a kill switch needs a scope", hint="name a workflow, tenant, tool or agent"
+            )
+        switch = KillSwitch(
+            agent=agent,
+            workflow=workflow,
+            tenant_id=tenant_id,
+            tool=tool,
+            reason=reason,
+            created_by=by,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self.store.engage_kill_switch(switch)
+        return switch
+
+    def unkill(self, key: str) -> bool:
+        """Release a kill switch by its key; False if none was engaged."""
+        return self.store.release_kill_switch(key)
+
+    def kill_switches(self) -> list[KillSwitch]:
+        """Engaged kill switches."""
+        return self.store.kill_switches()

@@ -1,0 +1,423 @@
+"""The `charter` command: noun-then-verb commands over one `charter.Client`.
+
+Every command that lists or reports has `--json`. Errors are Charter's typed errors, printed with
+their code and hint (and as the JSON error envelope under `--json`), with exit status 2 for bad
+input and 1 for a failed check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from charter._client import Client
+from charter._config import Config
+from charter._contract import load_contract
+from charter.exceptions import CharterError, UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["cli", "main"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def _emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def handled(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn Charter errors into a clear message (or JSON envelope) and an exit status."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CharterError as exc:
+            if kwargs.get("as_json"):
+                _emit_json({"error": exc.to_dict()})
+            else:
+                errors.print(f"[bold red]error[/] [{exc.code}] {exc.message}", markup=True)
+                if exc.hint:
+                    errors.print(f"  hint: {exc.hint}")
+            sys.exit(2 if isinstance(exc, UserError) else 1)
+
+    return wrapper
+
+
+def _config(ctx: click.Context) -> Config:
+    obj: dict[str, Any] = ctx.ensure_object(dict)
+    return Config.from_env(os.environ, home=obj.get("home"))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State folder (default: $CHARTER_HOME or ./.charter).",
+)
+@click.version_option(package_name="charter")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None) -> None:
+    """Charter: the control plane for LLM agents that act."""
+    ctx.ensure_object(dict)["home"] = home
+
+
+# --- demo ---------------------------------------------------------------------------------------
+@cli.command()
+@json_option
+@click.pass_context
+@handled
+def demo(ctx: click.Context, as_json: bool) -> None:
+    """Run the billing-dispute agent over ten disputes for two tenants (offline, scripted model)."""
+    from charter.examples import run_demo, tally  # noqa: PLC0415 - keeps `charter --help` fast
+
+    config = _config(ctx)
+    report = run_demo(config)
+    with Client(config) as client:
+        verified = client.verify()
+    broken = [r for r in verified if not r.ok]
+    if as_json:
+        _emit_json(
+            {
+                "runs": [
+                    {
+                        "run_id": r.run_id,
+                        "tenant": d.tenant,
+                        "dispute": d.ticket_subject,
+                        "status": r.status,
+                        "outcome": r.outcome,
+                        "decisions": [x.kind for x in r.decisions],
+                        "cost_usd": round(r.cost_usd, 6),
+                    }
+                    for d, r in report.runs
+                ],
+                "refunds_executed": report.refunds_executed,
+                "foreign_refunds": report.foreign_refunds,
+                "injection_target_refunds": report.injection_target_refunds,
+                "chains_verified": len(verified) - len(broken),
+                "chains_broken": len(broken),
+                "database": report.database,
+            }
+        )
+        return
+    table = Table(title="Billing disputes (model: scripted:billing-demo)")
+    for column in ("run", "tenant", "dispute", "outcome", "decisions", "cost"):
+        table.add_column(column, overflow="fold")
+    for dispute, result in report.runs:
+        style = {"resolved": "green", "pending": "yellow"}.get(result.outcome, "red")
+        table.add_row(
+            result.run_id,
+            dispute.tenant,
+            dispute.ticket_subject,
+            f"[{style}]{result.outcome if result.status != 'waiting' else 'held for approval'}[/]",
+            tally(result.decisions),
+            f"${result.cost_usd:.4f}",
+        )
+    console.print(table)
+    held = sum(1 for _, r in report.runs if r.status == "waiting")
+    console.print(
+        f"Refunds executed: {report.refunds_executed} · held for approval: {held} · "
+        f"refunds to another tenant: {report.foreign_refunds} · "
+        f"refunds to the injected target: {report.injection_target_refunds}"
+    )
+    mark = "[green]all verified[/]" if not broken else f"[red]{len(broken)} broken[/]"
+    console.print(f"Log: {report.database} ({len(verified)} run chains, {mark})")
+    first = report.runs[0][1].run_id
+    console.print("Try next:")
+    for command in (
+        "charter runs list",
+        f"charter runs show {first}",
+        f"charter runs export {first} --format jsonl",
+        "charter audit verify",
+        f"charter policy test {_shown_path(Path(__file__).parent / 'examples/billing/cases.yaml')}",
+    ):
+        console.print(f"  {command}")
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- contract -----------------------------------------------------------------------------------
+@cli.group()
+def contract() -> None:
+    """Agent contracts."""
+
+
+@contract.command("validate")
+@click.argument("file", type=click.Path(path_type=Path))
+@json_option
+@handled
+def contract_validate(file: Path, as_json: bool) -> None:
+    """Validate a contract file strictly; print its hash."""
+    loaded = load_contract(file)
+    summary = {
+        "file": str(file),
+        "agent": loaded.agent,
+        "version": loaded.version,
+        "workflow": loaded.workflow,
+        "tenants": loaded.tenants,
+        "tools": {name: grant.effect.value for name, grant in loaded.tools.items()},
+        "contract_hash": loaded.digest,
+    }
+    if as_json:
+        _emit_json({"ok": True, **summary})
+        return
+    console.print(f"[green]ok[/] {file}: {loaded.agent} {loaded.version} ({loaded.workflow})")
+    tools = ", ".join(f"{k} ({v.effect.value})" for k, v in loaded.tools.items())
+    console.print(f"  tools: {tools}")
+    console.print(f"  contract hash: {loaded.digest}")
+
+
+# --- policy -------------------------------------------------------------------------------------
+@cli.group()
+def policy() -> None:
+    """Cedar policies."""
+
+
+@policy.command("test")
+@click.argument("cases", type=click.Path(path_type=Path))
+@json_option
+@handled
+def policy_test(cases: Path, as_json: bool) -> None:
+    """Run a table of request -> expected decision cases; exit 1 on any mismatch."""
+    from charter.policy import load_cases, run_cases  # noqa: PLC0415
+
+    table, engine = load_cases(cases)
+    results = run_cases(table, engine)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        _emit_json(
+            {
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "cases": [r.__dict__ for r in results],
+            }
+        )
+    else:
+        for r in results:
+            mark = "[green]PASS[/]" if r.ok else "[red]FAIL[/]"
+            ids = ", ".join(r.policy_ids) or "-"
+            console.print(f"{mark} {r.name}: {r.got} [{ids}]")
+            if not r.ok:
+                console.print(f"     expected {r.expected}; {r.reason}")
+        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        sys.exit(1)
+
+
+# --- identity -----------------------------------------------------------------------------------
+@cli.group()
+def identity() -> None:
+    """Agent identities and human principals."""
+
+
+@identity.command("create")
+@click.option("--agent", help="Agent name (with --workflow and --tenant).")
+@click.option("--workflow")
+@click.option("--tenant")
+@click.option("--human", help="Create a human principal with this name instead.")
+@click.option("--role", "roles", multiple=True, help="approver, operator or auditor (repeatable).")
+@json_option
+@click.pass_context
+@handled
+def identity_create(
+    ctx: click.Context,
+    agent: str | None,
+    workflow: str | None,
+    tenant: str | None,
+    human: str | None,
+    roles: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Issue a credential. It is shown once; Charter keeps only its hash."""
+    with Client(_config(ctx)) as client:
+        if human:
+            issued = client.create_human(name=human, roles=roles)
+        elif agent and workflow and tenant:
+            issued = client.create_agent_identity(agent=agent, workflow=workflow, tenant_id=tenant)
+        else:
+            raise UserError(
+                "say who the identity is for",
+                hint="--agent A --workflow W --tenant T, or --human NAME --role approver",
+            )
+    if as_json:
+        _emit_json({"identity": issued.identity.to_dict(), "token": issued.token})
+        return
+    console.print(f"created {issued.identity.id} ({issued.identity.name})")
+    console.print(f"token (shown once, store it now): {issued.token}")
+
+
+@identity.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked identities.")
+@json_option
+@click.pass_context
+@handled
+def identity_list(ctx: click.Context, include_revoked: bool, as_json: bool) -> None:
+    """List identities (never their credentials)."""
+    with Client(_config(ctx)) as client:
+        found = client.identities(include_revoked=include_revoked)
+    if as_json:
+        _emit_json([i.to_dict() for i in found])
+        return
+    table = Table()
+    for column in ("id", "kind", "name", "roles", "created", "revoked"):
+        table.add_column(column)
+    for i in found:
+        table.add_row(i.id, i.kind, i.name, ",".join(i.roles), i.created_at, i.revoked_at or "")
+    console.print(table)
+
+
+@identity.command("revoke")
+@click.argument("identity_id")
+@json_option
+@click.pass_context
+@handled
+def identity_revoke(ctx: click.Context, identity_id: str, as_json: bool) -> None:
+    """Revoke a credential; every gate refuses it from its next call."""
+    with Client(_config(ctx)) as client:
+        revoked = client.revoke(identity_id)
+    if as_json:
+        _emit_json(revoked.to_dict())
+        return
+    console.print(f"revoked {revoked.id} ({revoked.name}) at {revoked.revoked_at}")
+
+
+# --- runs ---------------------------------------------------------------------------------------
+@cli.group()
+def runs() -> None:
+    """Runs and their logs."""
+
+
+@runs.command("list")
+@click.option("--tenant", help="Only this tenant's runs.")
+@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed"]))
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+@click.pass_context
+@handled
+def runs_list(
+    ctx: click.Context, tenant: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
+    """List runs, newest first."""
+    with Client(_config(ctx)) as client:
+        found = client.runs(limit=limit, tenant_id=tenant, status=status)
+    if as_json:
+        _emit_json([r.to_dict() for r in found])
+        return
+    table = Table()
+    for column in ("run", "agent", "tenant", "model", "status", "outcome", "events", "cost"):
+        table.add_column(column)
+    for r in found:
+        table.add_row(
+            r.run_id,
+            r.agent,
+            r.tenant_id,
+            r.model,
+            r.status,
+            r.outcome or "",
+            str(r.event_count),
+            f"${r.cost_usd:.4f}",
+        )
+    console.print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+@handled
+def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run's timeline: every model turn, proposal, check and decision."""
+    from charter._timeline import describe  # noqa: PLC0415
+
+    with Client(_config(ctx)) as client:
+        record = client.run(run_id)
+        events = client.events(run_id)
+    if as_json:
+        _emit_json({"run": record.to_dict(), "events": [e.__dict__ for e in events]})
+        return
+    console.print(
+        f"[bold]{record.run_id}[/] {record.agent} ({record.contract_version}) for "
+        f"{record.tenant_id} · model {record.model} · {record.status}"
+        + (f" · {record.outcome}: {record.reason}" if record.outcome else "")
+    )
+    console.print(
+        f"contract {record.contract_hash[:12]} · policy {record.policy_hash[:12]} · "
+        f"principal {record.principal_id} · cost ${record.cost_usd:.4f}"
+    )
+    for stored in events:
+        console.print(describe(stored), markup=True)
+
+
+@runs.command("export")
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.pass_context
+@handled
+def runs_export(ctx: click.Context, run_id: str, fmt: str) -> None:
+    """Print the run record as one JSON line (for audit pipelines)."""
+    assert fmt == "jsonl"  # noqa: S101 - click's Choice admits nothing else yet
+    with Client(_config(ctx)) as client:
+        record = client.export(run_id)
+    click.echo(json.dumps(record, separators=(",", ":"), default=str))
+
+
+# --- audit --------------------------------------------------------------------------------------
+@cli.group()
+def audit() -> None:
+    """Audit the log."""
+
+
+@audit.command("verify")
+@click.argument("run_id", required=False)
+@json_option
+@click.pass_context
+@handled
+def audit_verify(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
+    """Verify hash chains and head seals; report each broken run's first bad link; exit 1 if any."""
+    with Client(_config(ctx)) as client:
+        reports = client.verify(run_id)
+    broken = [r for r in reports if not r.ok]
+    if as_json:
+        _emit_json(
+            {
+                "runs": len(reports),
+                "broken": len(broken),
+                "events": sum(r.events_checked for r in reports),
+                "reports": [r.__dict__ for r in reports],
+            }
+        )
+    else:
+        for r in broken:
+            console.print(f"[red]BROKEN[/] {r.run_id} at event {r.broken_at}: {r.problem}")
+        events = sum(r.events_checked for r in reports)
+        status = "[green]ok[/]" if not broken else f"[red]{len(broken)} broken[/]"
+        console.print(f"{status}: {len(reports)} run(s), {events} event(s) checked")
+    if broken:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point of the `charter` command."""
+    cli()

@@ -1,0 +1,184 @@
+"""Every error Charter raises, with a stable code.
+
+The tree::
+
+    CharterError                  every error Charter raises; has a stable `code`
+    ├── UserError                 misuse: fix the input and try again
+    │   ├── ConfigError           bad settings or database URL
+    │   ├── ContractError         a contract file that does not validate
+    │   ├── PolicyLoadError       a Cedar policy or schema that does not parse or validate
+    │   ├── PolicyTestError       a malformed policy test table
+    │   ├── ToolDefinitionError   a tool declared inconsistently
+    │   ├── CredentialError       an unknown, revoked or malformed credential
+    │   └── NotFoundError         a run, identity or approval that does not exist
+    ├── RunError                  something went wrong while a run executed
+    │   ├── ToolError             raised by tool code; `retryable` says whether to try again
+    │   │   ├── RetryableToolError
+    │   │   └── PermanentToolError
+    │   ├── ToolTimeoutError      the tool did not answer within its timeout (retryable)
+    │   ├── ToolOutputInvalid     the tool answered with data its output model rejects
+    │   └── ModelError            the model failed or answered with something unusable
+    └── StoreError                the event store is unreachable, or corrupt
+        └── SchemaVersionError    the database was written by a newer Charter
+
+A denial is *not* an exception: the gate returns a typed `Denied` decision, so an agent loop
+never sees an error it could talk its way around. Exceptions are for the code integrating
+Charter.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "CharterError",
+    "ConfigError",
+    "ContractError",
+    "CredentialError",
+    "ModelError",
+    "NotFoundError",
+    "PermanentToolError",
+    "PolicyLoadError",
+    "PolicyTestError",
+    "RetryableToolError",
+    "RunError",
+    "SchemaVersionError",
+    "StoreError",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolOutputInvalid",
+    "ToolTimeoutError",
+    "UserError",
+]
+
+
+class CharterError(Exception):
+    """Base of every error Charter raises."""
+
+    code: ClassVar[str] = "charter_error"
+    """Stable, machine-readable identifier; the CLI and API report it verbatim."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        """Create the error.
+
+        Args:
+            message: What was wrong, for a person.
+            hint: How to fix it, when Charter knows.
+        """
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        """Render the message and, if any, the hint on a second line."""
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The one error envelope the CLI's `--json` output uses."""
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+class UserError(CharterError):
+    """Charter was used wrongly: the input must change."""
+
+    code = "user_error"
+
+
+class ConfigError(UserError):
+    """Settings or a database URL that Charter cannot use."""
+
+    code = "config_invalid"
+
+
+class ContractError(UserError):
+    """A contract file that does not validate; the message names file, key path and expectation."""
+
+    code = "contract_invalid"
+
+
+class PolicyLoadError(UserError):
+    """A Cedar policy or schema that does not parse or validate; the message names the policy."""
+
+    code = "policy_invalid"
+
+
+class PolicyTestError(UserError):
+    """A malformed policy test table (a failing case is reported, not raised)."""
+
+    code = "policy_test_invalid"
+
+
+class ToolDefinitionError(UserError):
+    """A tool declared inconsistently, such as a write tool without idempotency support."""
+
+    code = "tool_definition_invalid"
+
+
+class CredentialError(UserError):
+    """A credential that is unknown, revoked or malformed."""
+
+    code = "credential_invalid"
+
+
+class NotFoundError(UserError):
+    """A run, identity or approval that does not exist."""
+
+    code = "not_found"
+
+
+class RunError(CharterError):
+    """Something went wrong while a run executed."""
+
+    code = "run_error"
+
+
+class ToolError(RunError):
+    """Raised by tool code to report a failure; `retryable` tells the engine whether to retry."""
+
+    code = "tool_error"
+    retryable: ClassVar[bool] = False
+
+
+class RetryableToolError(ToolError):
+    """A transient failure (rate limit, 5xx, timeout): the same call may succeed later."""
+
+    code = "tool_retryable"
+    retryable = True
+
+
+class PermanentToolError(ToolError):
+    """A failure that retrying cannot fix (bad request, not found, conflict)."""
+
+    code = "tool_permanent"
+
+
+class ToolTimeoutError(RetryableToolError):
+    """The tool did not answer within its timeout; its effect may or may not have happened."""
+
+    code = "tool_timeout"
+
+
+class ToolOutputInvalid(RunError):
+    """The tool answered with data its output model rejects; it is never handed on as valid."""
+
+    code = "tool_output_invalid"
+
+
+class ModelError(RunError):
+    """The model failed or produced something that cannot be used (unknown tool, bad JSON)."""
+
+    code = "model_error"
+
+
+class StoreError(CharterError):
+    """The event store is unreachable or its contents are inconsistent."""
+
+    code = "store_error"
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is newer than this Charter knows; refuse rather than corrupt it."""
+
+    code = "schema_too_new"

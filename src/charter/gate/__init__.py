@@ -1,0 +1,20 @@
+"""The gate: the pipeline every proposed tool call passes, in order, leaving a check per stage."""
+
+from __future__ import annotations
+
+from charter.gate._call import Call, RunState, idempotency_key, input_hash
+from charter.gate._controls import Controls, hash_token
+from charter.gate._execute import Executor
+from charter.gate._pipeline import Gate, Stage
+
+__all__ = [
+    "Call",
+    "Controls",
+    "Executor",
+    "Gate",
+    "RunState",
+    "Stage",
+    "hash_token",
+    "idempotency_key",
+    "input_hash",
+]

@@ -1,0 +1,87 @@
+"""Stages 1-3: kill switch, principal, contract grant. The cheapest refusals come first."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from charter._decision import CheckResult
+
+if TYPE_CHECKING:
+    from charter._contract import Effect
+    from charter.gate._call import Call
+    from charter.gate._controls import Controls
+
+__all__ = ["check_grant", "check_kill_switch", "check_principal"]
+
+
+def check_kill_switch(call: Call, controls: Controls) -> CheckResult:
+    """Deny if an engaged kill switch matches this call's agent, workflow, tenant and tool."""
+    contract = call.run.agent.contract
+    switch = controls.engaged(
+        agent=contract.agent,
+        workflow=contract.workflow,
+        tenant_id=call.run.tenant_id,
+        tool=call.spec.tool,
+    )
+    if switch is not None:
+        return CheckResult.denied(
+            "kill_switch",
+            f"kill switch {switch.key}: {switch.reason}",
+            f"kill_switch:{switch.key}",
+            engaged_by=switch.created_by,
+            engaged_at=switch.created_at,
+        )
+    return CheckResult.passed("kill_switch", "no kill switch engaged", "kill_switches")
+
+
+def check_principal(call: Call, controls: Controls) -> CheckResult:
+    """Deny unless the credential is known, active, and is this agent's identity for this tenant."""
+    identity = controls.identity(call.run.token_hash)
+    contract = call.run.agent.contract
+    if identity is None:
+        return CheckResult.denied("principal", "unknown credential", "identities")
+    call.identity = identity
+    if not identity.active:
+        return CheckResult.denied(
+            "principal", f"credential of {identity.id} was revoked", f"identity:{identity.id}"
+        )
+    if identity.kind != "agent":
+        return CheckResult.denied(
+            "principal", f"{identity.id} is a human principal, not an agent", "identities"
+        )
+    expected = (contract.agent, contract.workflow, call.run.tenant_id)
+    actual = (identity.agent, identity.workflow, identity.tenant_id)
+    if actual != expected:
+        return CheckResult.denied(
+            "principal",
+            f"identity {identity.id} is for {'/'.join(map(str, actual))}, not {'/'.join(expected)}",
+            f"identity:{identity.id}",
+        )
+    if call.run.tenant_id not in contract.tenants:
+        return CheckResult.denied(
+            "principal",
+            f"tenant {call.run.tenant_id!r} is not in the contract's tenants",
+            "contract:tenants",
+        )
+    return CheckResult.passed("principal", f"authenticated as {identity.id}", identity.id)
+
+
+def check_grant(call: Call) -> CheckResult:
+    """Deny a tool the contract does not grant."""
+    agent = call.run.agent
+    grant = agent.contract.tools.get(call.spec.tool)
+    tool = agent.tools.get(call.spec.tool)
+    if grant is None or tool is None:
+        return CheckResult.denied(
+            "grant", f"tool {call.spec.tool!r} is not granted to this agent", "contract:tools"
+        )
+    call.grant, call.tool = grant, tool
+    stage = agent.contract.autonomy_for(call.spec.tool)
+    effect: Effect = grant.effect
+    return CheckResult.passed(
+        "grant",
+        f"{call.spec.tool} granted ({effect.value}, {stage.value})",
+        f"contract:tools.{call.spec.tool}",
+        effect=effect.value,
+        autonomy=stage.value,
+    )

@@ -1,0 +1,64 @@
+"""The state a call carries through the gate's stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from charter._agent import Agent
+    from charter._contract import ToolGrant
+    from charter._decision import CheckResult
+    from charter._events import ToolCallSpec
+    from charter._tools import Facts, Tool
+    from charter.policy import PolicyDecision
+    from charter.store import IdentityRecord
+
+__all__ = ["Call", "RunState", "idempotency_key", "input_hash"]
+
+
+@dataclass(kw_only=True)
+class RunState:
+    """What the gate needs to know about the run a call belongs to."""
+
+    run_id: str
+    agent: Agent
+    tenant_id: str
+    token_hash: str
+    """SHA-256 of the agent's credential; re-checked on every call, so revocation bites."""
+    spent_usd: float = 0.0
+    steps: int = 0
+    approvals: dict[int, int] = field(default_factory=dict)
+    """Step -> approvals granted for it."""
+
+
+@dataclass(kw_only=True, slots=True)
+class Call:
+    """One proposed tool call; stages fill in what they learn for the stages after them."""
+
+    run: RunState
+    step: int
+    spec: ToolCallSpec
+    idempotency_key: str
+    tool: Tool[Any, Any] | None = None
+    grant: ToolGrant | None = None
+    identity: IdentityRecord | None = None
+    args: BaseModel | None = None
+    facts: Facts | None = None
+    policy: PolicyDecision | None = None
+    holds: list[CheckResult] = field(default_factory=list)
+
+
+def idempotency_key(run_id: str, step: int) -> str:
+    """Stable for (run, step): a retry or a resumed run presents the same key downstream."""
+    return "chk_" + hashlib.sha256(f"{run_id}:{step}".encode()).hexdigest()[:32]
+
+
+def input_hash(arguments: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a call's arguments, before redaction."""
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,147 @@
+"""Stages 9 and 10: execute with the idempotency key, timeout and retries; validate output."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from charter._decision import CheckResult
+from charter._tools import ToolContext
+from charter.exceptions import ToolError, ToolOutputInvalid, ToolTimeoutError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from charter.gate._call import Call
+
+__all__ = ["Execution", "Executor"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    """What running a tool produced."""
+
+    check: CheckResult
+    raw: Any = None
+    error: ToolError | None = None
+    attempts: int = 0
+    latency_ms: float = 0.0
+
+
+class Executor:
+    """Runs tools in worker threads so a timeout can be enforced from the gate.
+
+    A timed-out call keeps running in its thread (Python cannot kill a thread); that is safe
+    because the retry presents the same idempotency key, so the effect still happens once.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff_s: float = 0.2,
+    ) -> None:
+        """Create the pool; `sleep` and `backoff_s` shape retries (tests pass a no-op sleep)."""
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="charter-tool")
+        self._sleep = sleep
+        self._backoff_s = backoff_s
+
+    def close(self) -> None:
+        """Stop accepting work."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def execute(self, call: Call, *, default_timeout_s: float) -> Execution:
+        """Run the tool, retrying retryable errors with exponential backoff."""
+        tool = call.tool
+        assert tool is not None  # noqa: S101 - only allowed calls reach execution
+        timeout = tool.timeout_s or default_timeout_s
+        started = time.perf_counter()
+        errors: list[str] = []
+        for attempt in range(1, tool.max_attempts + 1):
+            ctx = ToolContext(
+                run_id=call.run.run_id,
+                step=call.step,
+                tenant_id=call.run.tenant_id,
+                idempotency_key=call.idempotency_key,
+                attempt=attempt,
+            )
+            future = self._pool.submit(tool.run, call.args, ctx)
+            try:
+                raw = future.result(timeout=timeout)
+            except FutureTimeout:
+                error: ToolError = ToolTimeoutError(f"{tool.name} did not answer in {timeout}s")
+            except ToolError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - tool bugs become typed permanent failures
+                error = ToolError(f"{type(exc).__name__}: {exc}")
+            else:
+                latency = (time.perf_counter() - started) * 1000
+                return Execution(
+                    check=CheckResult.passed(
+                        "execute",
+                        f"ran in {latency:.1f} ms, attempt {attempt}",
+                        f"tool:{tool.name}",
+                        attempts=attempt,
+                        errors=list(errors),
+                    ),
+                    raw=raw,
+                    attempts=attempt,
+                    latency_ms=latency,
+                )
+            errors.append(f"{error.code}: {error.message}")
+            if not error.retryable or attempt == tool.max_attempts:
+                latency = (time.perf_counter() - started) * 1000
+                return Execution(
+                    check=CheckResult(
+                        check="execute",
+                        outcome="fail",
+                        reason=f"{error.code}: {error.message}",
+                        source=f"tool:{tool.name}",
+                        detail={"attempts": attempt, "errors": list(errors)},
+                    ),
+                    error=error,
+                    attempts=attempt,
+                    latency_ms=latency,
+                )
+            self._sleep(self._backoff_s * 2 ** (attempt - 1))
+        msg = "unreachable: the loop returns on the last attempt"
+        raise AssertionError(msg)
+
+
+def validate_output(call: Call, raw: object) -> tuple[CheckResult, dict[str, Any] | None]:
+    """Validate the tool's answer against its output model; a mismatch is a typed failure."""
+    tool = call.tool
+    assert tool is not None  # noqa: S101
+    try:
+        data = raw.model_dump(mode="json") if isinstance(raw, BaseModel) else raw
+        output = tool.output_model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(output)'}: {e['msg']}" for e in exc.errors()
+        )
+        failure = ToolOutputInvalid(
+            f"{tool.name} returned output that does not match {tool.output_model.__name__}: "
+            f"{problems}"
+        )
+        return (
+            CheckResult(
+                check="output",
+                outcome="fail",
+                reason=str(failure),
+                source=f"tool:{tool.name}.output",
+                detail={"code": failure.code},
+            ),
+            None,
+        )
+    return (
+        CheckResult.passed(
+            "output", f"output matches {tool.output_model.__name__}", f"tool:{tool.name}.output"
+        ),
+        output.model_dump(mode="json"),
+    )

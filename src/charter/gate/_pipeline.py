@@ -1,0 +1,306 @@
+"""The gate: every proposed tool call passes the same stages, in order, and each leaves a check.
+
+Stages 1-8 decide and do no side effect. Their results, the decision and (when held) the approval
+request are written in one durable append *before* anything executes: that append is the intent.
+Stages 9-11 then execute, validate the output and record the result in a second append.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from charter._decision import (
+    Allowed,
+    CheckResult,
+    Decision,
+    Denied,
+    Failed,
+    NeedsApproval,
+    Proposed,
+)
+from charter._events import (
+    ApprovalRequested,
+    CheckRecorded,
+    Event,
+    GateDecided,
+    ToolCompleted,
+    ToolProposed,
+)
+from charter.gate._access import check_grant, check_kill_switch, check_principal
+from charter.gate._approval import check_approval
+from charter.gate._call import Call, RunState, idempotency_key, input_hash
+from charter.gate._controls import Controls
+from charter.gate._execute import Executor, validate_output
+from charter.gate._policy import check_budget, check_policy
+from charter.gate._validate import check_schema, check_verifiers
+from charter.privacy import redact
+
+if TYPE_CHECKING:
+    from charter._events import ToolCallSpec
+    from charter.exceptions import ToolError
+    from charter.store import Store
+
+__all__ = ["Gate", "Stage"]
+
+Stage = Callable[[Call], CheckResult]
+"""A decision stage: reads the call, may fill in what it learned, returns its check."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Gate:
+    """Judges, executes and records tool calls for runs that share one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = _now,
+        executor: Executor | None = None,
+    ) -> None:
+        """Build the pipeline. `clock` feeds the policy's time-window context."""
+        self._store = store
+        self._clock = clock
+        self._controls = Controls(store)
+        self._executor = executor or Executor()
+        self.stages: list[Stage] = [
+            partial(check_kill_switch, controls=self._controls),
+            partial(check_principal, controls=self._controls),
+            check_grant,
+            check_schema,
+            partial(check_policy, clock=clock),
+            check_budget,
+            check_verifiers,
+            check_approval,
+        ]
+        """Stages 1-8, in order. Execution, output and record follow for allowed calls."""
+
+    def close(self) -> None:
+        """Release the tool threads."""
+        self._executor.close()
+
+    def decide(self, call: Call) -> tuple[list[CheckResult], list[int]]:
+        """Run the decision stages until one denies or proposes; no side effect, nothing written.
+
+        Returns the checks and each one's duration in microseconds.
+        """
+        self._controls.refresh()
+        checks: list[CheckResult] = []
+        timings: list[int] = []
+        for stage in self.stages:
+            started = time.perf_counter_ns()
+            result = stage(call)
+            timings.append((time.perf_counter_ns() - started) // 1000)
+            checks.append(result)
+            if result.outcome == "hold":
+                call.holds.append(result)
+            elif result.outcome in ("deny", "propose"):
+                break
+        return checks, timings
+
+    def submit(self, run: RunState, spec: ToolCallSpec) -> Decision:
+        """Judge one proposed call and, if allowed, execute and record it exactly once."""
+        run.steps += 1
+        step = run.steps
+        key = idempotency_key(run.run_id, step)
+        call = Call(run=run, step=step, spec=spec, idempotency_key=key)
+        checks, timings = self.decide(call)
+        final = checks[-1]
+        tool = spec.tool
+        proposed = ToolProposed(
+            step=step,
+            call_id=spec.call_id,
+            tool=tool,
+            effect=call.grant.effect.value if call.grant else "unknown",
+            arguments=redact(spec.arguments),
+            input_hash=input_hash(spec.arguments),
+            idempotency_key=key,
+        )
+        events: list[Event] = [proposed, *_check_events(step, checks, timings)]
+        policy_ids = list(call.policy.policy_ids) if call.policy else []
+        diff = self._diff(call)
+        decision: Decision
+        if final.outcome == "deny":
+            decision = Denied(
+                step=step, tool=tool, check=final.check, reason=final.reason, source=final.source
+            )
+            events.append(
+                GateDecided(
+                    step=step,
+                    tool=tool,
+                    decision="denied",
+                    check=final.check,
+                    reason=final.reason,
+                    policy_ids=policy_ids,
+                )
+            )
+        elif final.outcome == "propose":
+            decision = Proposed(step=step, tool=tool, diff=tuple(diff))
+            events.append(
+                GateDecided(
+                    step=step,
+                    tool=tool,
+                    decision="proposed",
+                    check="approval",
+                    reason=final.reason,
+                    policy_ids=policy_ids,
+                    diff=diff,
+                )
+            )
+        elif final.outcome == "hold":
+            decision, held = self._hold(call, final, diff, policy_ids)
+            events.extend(held)
+        else:
+            events.append(
+                GateDecided(
+                    step=step,
+                    tool=tool,
+                    decision="allowed",
+                    check=None,
+                    reason="every check passed",
+                    policy_ids=policy_ids,
+                )
+            )
+            # The intent is durable before the effect: a crash from here on is resumable.
+            self._store.append(run.run_id, events)
+            return self._execute(call, policy_ids)
+        self._store.append(run.run_id, events)
+        return decision
+
+    def _hold(
+        self, call: Call, final: CheckResult, diff: list[dict[str, Any]], policy_ids: list[str]
+    ) -> tuple[NeedsApproval, list[Event]]:
+        assert final.tier is not None  # noqa: S101 - holds always name a tier
+        tier = call.run.agent.contract.approval_tiers[final.tier]
+        request_id = "apr_" + secrets.token_hex(8)
+        expires = self._clock() + timedelta(seconds=tier.expires_after)
+        shown = ", ".join(f"{k}={v!r}" for k, v in redact(call.spec.arguments).items())
+        summary = f"{call.spec.tool}({shown})"
+        decision = NeedsApproval(
+            step=call.step,
+            tool=call.spec.tool,
+            tier=final.tier,
+            request_id=request_id,
+            reason=final.reason,
+            diff=tuple(diff),
+        )
+        events: list[Event] = [
+            GateDecided(
+                step=call.step,
+                tool=call.spec.tool,
+                decision="needs_approval",
+                check=final.check,
+                reason=final.reason,
+                policy_ids=policy_ids,
+                tier=final.tier,
+                diff=diff,
+            ),
+            ApprovalRequested(
+                step=call.step,
+                request_id=request_id,
+                tool=call.spec.tool,
+                tier=final.tier,
+                role=tier.role,
+                approvers=tier.approvers,
+                expires_at=expires.isoformat(),
+                summary=summary,
+                diff=diff,
+            ),
+        ]
+        return decision, events
+
+    def _diff(self, call: Call) -> list[dict[str, Any]]:
+        """The action proposal's diff: the tool's preview, or the arguments as new values."""
+        if call.tool is None or call.args is None or call.grant is None:
+            return []
+        if call.grant.effect.value == "read":
+            return []
+        if call.tool.preview is not None:
+            from charter._tools import ToolContext  # noqa: PLC0415 - only writes need it
+
+            ctx = ToolContext(
+                run_id=call.run.run_id,
+                step=call.step,
+                tenant_id=call.run.tenant_id,
+                idempotency_key=call.idempotency_key,
+            )
+            try:
+                changes = call.tool.preview(call.args, ctx)
+            except Exception as exc:  # noqa: BLE001 - a failing preview must not hide the call
+                return [{"path": "(preview failed)", "before": None, "after": str(exc)}]
+            return [redact(c.model_dump(mode="json")) for c in changes]
+        return [
+            {"path": name, "before": None, "after": redact(value)}
+            for name, value in call.args.model_dump(mode="json").items()
+        ]
+
+    def _execute(self, call: Call, policy_ids: list[str]) -> Decision:
+        assert call.tool is not None  # noqa: S101
+        run, tool = call.run, call.tool
+        timeout = run.agent.contract.timeouts.tool
+        execution = self._executor.execute(call, default_timeout_s=timeout)
+        checks = [execution.check]
+        output: dict[str, Any] | None = None
+        if execution.error is None:
+            output_check, output = validate_output(call, execution.raw)
+            checks.append(output_check)
+        failed = checks[-1].outcome == "fail"
+        cost = 0.0 if execution.error is not None and execution.attempts == 0 else tool.cost_usd
+        run.spent_usd += cost
+        checks.append(CheckResult.passed("record", "result recorded", "store"))
+        completed = ToolCompleted(
+            step=call.step,
+            tool=tool.name,
+            status="error" if failed else "ok",
+            output=redact(output) if output is not None else None,
+            output_hash=input_hash(output) if output is not None else None,
+            error_code=_error_code(execution.error, checks[-2]) if failed else None,
+            error=checks[-2].reason if failed else None,
+            attempts=execution.attempts,
+            latency_ms=round(execution.latency_ms, 3),
+            cost_usd=cost,
+            idempotency_key=call.idempotency_key,
+        )
+        self._store.append(
+            run.run_id, [*_check_events(call.step, checks, [0] * len(checks)), completed]
+        )
+        if failed:
+            bad = checks[-2]
+            return Failed(
+                step=call.step,
+                tool=tool.name,
+                check=bad.check,
+                code=str(completed.error_code),
+                reason=bad.reason,
+                retryable=bool(execution.error and execution.error.retryable),
+            )
+        assert output is not None  # noqa: S101
+        return Allowed(step=call.step, tool=tool.name, output=output, policy_ids=tuple(policy_ids))
+
+
+def _check_events(step: int, checks: list[CheckResult], timings: list[int]) -> list[Event]:
+    return [
+        CheckRecorded(
+            step=step,
+            check=c.check,
+            outcome=c.outcome,
+            reason=c.reason,
+            source=c.source,
+            detail=c.detail,
+            duration_us=t,
+        )
+        for c, t in zip(checks, timings, strict=True)
+    ]
+
+
+def _error_code(error: ToolError | None, failed_check: CheckResult) -> str:
+    if error is not None:
+        return error.code
+    return str(failed_check.detail.get("code", "tool_output_invalid"))

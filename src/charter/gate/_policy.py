@@ -1,0 +1,117 @@
+"""Stage 5 (Cedar policy on the resolved facts) and stage 6 (budget)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from charter._decision import CheckResult
+from charter._tools import Facts, ToolContext
+from charter.exceptions import CharterError
+from charter.policy import build_request
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from charter.gate._call import Call
+
+__all__ = ["check_budget", "check_policy"]
+
+
+def _facts(call: Call) -> Facts | str:
+    """Ask the tool for the call's risk facts; an error is a reason to deny, never to guess."""
+    assert call.tool is not None  # noqa: S101 - earlier stages ran
+    if call.tool.facts is None:
+        return Facts(resource_type=call.tool.name.title().replace("_", ""), resource_id="-")
+    ctx = ToolContext(
+        run_id=call.run.run_id,
+        step=call.step,
+        tenant_id=call.run.tenant_id,
+        idempotency_key=call.idempotency_key,
+    )
+    try:
+        return call.tool.facts(call.args, ctx)
+    except CharterError as exc:
+        return f"{exc.code}: {exc.message}"
+    except Exception as exc:  # noqa: BLE001 - any failure to resolve facts must deny
+        return f"{type(exc).__name__}: {exc}"
+
+
+def check_policy(call: Call, clock: Callable[[], datetime]) -> CheckResult:
+    """Resolve the facts, build the Cedar request, and record the deciding policy ids."""
+    assert call.identity is not None  # noqa: S101
+    facts = _facts(call)
+    if isinstance(facts, str):
+        return CheckResult.denied(
+            "policy", f"could not resolve the facts to judge this call ({facts})", "facts"
+        )
+    call.facts = facts
+    contract = call.run.agent.contract
+    request = build_request(
+        principal_id=call.identity.id,
+        agent=contract.agent,
+        workflow=contract.workflow,
+        tenant_id=call.run.tenant_id,
+        environment=contract.environment.value,
+        action=call.spec.tool,
+        facts=facts,
+        approvals_granted=call.run.approvals.get(call.step, 0),
+        now=clock(),
+    )
+    decision = call.run.agent.policy.evaluate(request)
+    call.policy = decision
+    detail: dict[str, object] = {
+        "policy_ids": list(decision.policy_ids),
+        "context": dict(request.context),
+        "resource": f"{request.resource.type}::{request.resource.id}",
+        "resource_tenant": str(request.resource.attrs.get("tenant", "")),
+    }
+    source = ",".join(decision.policy_ids) or "policy:default-deny"
+    if decision.effect == "deny":
+        return CheckResult(
+            check="policy",
+            outcome="deny",
+            reason=decision.reason,
+            source=source,
+            detail=detail,  # type: ignore[arg-type]
+        )
+    if decision.effect == "approval":
+        return CheckResult(
+            check="policy",
+            outcome="hold",
+            reason=decision.reason,
+            source=source,
+            detail=detail,  # type: ignore[arg-type]
+            tier=decision.tier,
+        )
+    return CheckResult(
+        check="policy",
+        outcome="pass",
+        reason=decision.reason,
+        source=source,
+        detail=detail,  # type: ignore[arg-type]
+    )
+
+
+def check_budget(call: Call) -> CheckResult:
+    """Deny a call whose cost would take the run past its budget."""
+    assert call.tool is not None  # noqa: S101
+    cap = call.run.agent.contract.budget.per_run_usd
+    estimate = call.tool.cost_usd
+    projected = call.run.spent_usd + estimate
+    if cap is not None and projected > cap:
+        return CheckResult.denied(
+            "budget",
+            f"would spend ${projected:.4f} of a ${cap:.2f} run budget",
+            "contract:budget.per_run_usd",
+            spent_usd=call.run.spent_usd,
+            estimate_usd=estimate,
+        )
+    limit = "unlimited" if cap is None else f"${cap:.2f}"
+    return CheckResult.passed(
+        "budget",
+        f"${projected:.4f} of {limit}",
+        "contract:budget.per_run_usd",
+        spent_usd=call.run.spent_usd,
+        estimate_usd=estimate,
+    )

@@ -1,0 +1,290 @@
+"""The store interface: what every backend keeps, and the records it returns.
+
+A backend stores three aggregates: runs with their hash-chained events, identities (hashed
+credentials), and kill switches. The run row is a projection of the run's events, updated in
+the same transaction as the append, so it can never disagree with the log it summarises.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from charter._events import (
+    Event,
+    EventAdapter,
+    ModelResponded,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    ToolCompleted,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from charter.store._chain import ChainReport
+
+__all__ = [
+    "ApprovalRecord",
+    "IdentityRecord",
+    "KillSwitch",
+    "RunRecord",
+    "Store",
+    "StoredEvent",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredEvent:
+    """An event as written: the typed event plus its place in the run's chain."""
+
+    run_id: str
+    seq: int
+    ts: str
+    kind: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @property
+    def event(self) -> Event:
+        """The typed event."""
+        return EventAdapter.validate_python(self.payload)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """The summary of one run, projected from its events."""
+
+    run_id: str
+    agent: str
+    workflow: str
+    tenant_id: str
+    principal_id: str
+    model: str
+    model_kind: str
+    contract_version: str
+    contract_hash: str
+    policy_hash: str
+    budget_usd: float | None
+    status: RunStatus = "running"
+    outcome: str | None = None
+    reason: str | None = None
+    cost_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    started_at: str = ""
+    updated_at: str = ""
+    event_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def starting(cls, *, run_id: str, started: RunStarted, ts: str) -> RunRecord:
+        """The record of a run whose first event is `started`."""
+        return cls(
+            run_id=run_id,
+            agent=started.agent,
+            workflow=started.workflow,
+            tenant_id=started.tenant_id,
+            principal_id=started.principal_id,
+            model=started.model,
+            model_kind=started.model_kind,
+            contract_version=started.contract_version,
+            contract_hash=started.contract_hash,
+            policy_hash=started.policy_hash,
+            budget_usd=started.budget_usd,
+            started_at=ts,
+            updated_at=ts,
+        )
+
+    def apply(self, event: Event, *, ts: str) -> RunRecord:
+        """This record after `event`; the store calls it inside the append transaction."""
+        match event:
+            case ModelResponded():
+                changes: dict[str, Any] = {
+                    "cost_usd": self.cost_usd + event.cost_usd,
+                    "prompt_tokens": self.prompt_tokens + event.prompt_tokens,
+                    "completion_tokens": self.completion_tokens + event.completion_tokens,
+                }
+            case ToolCompleted():
+                changes = {"cost_usd": self.cost_usd + event.cost_usd}
+            case RunFinished():
+                changes = {"status": event.status, "outcome": event.outcome, "reason": event.reason}
+            case _:
+                changes = {}
+        return replace(self, **changes, updated_at=ts, event_count=self.event_count + 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentityRecord:
+    """A principal: an agent identity (agent, workflow, tenant) or a human with roles."""
+
+    id: str
+    kind: Literal["agent", "human"]
+    name: str
+    agent: str | None = None
+    workflow: str | None = None
+    tenant_id: str | None = None
+    roles: tuple[str, ...] = ()
+    created_at: str = ""
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """False once revoked."""
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; never contains the credential or its hash."""
+        return {**self.__dict__, "roles": list(self.roles)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class KillSwitch:
+    """An engaged kill switch: every call it matches is denied until it is released.
+
+    Each of `agent`, `workflow`, `tenant_id` and `tool` that is set must match; `None` matches
+    anything. So `workflow="billing", tenant_id="acme"` stops one workflow for one tenant.
+    """
+
+    agent: str | None = None
+    workflow: str | None = None
+    tenant_id: str | None = None
+    tool: str | None = None
+    reason: str
+    created_by: str
+    created_at: str
+
+    @property
+    def key(self) -> str:
+        """The switch's identity: its scope fields, `*` for any."""
+        return ",".join(
+            f"{name}={getattr(self, name) or '*'}"
+            for name in ("agent", "workflow", "tenant_id", "tool")
+        )
+
+    def matches(self, *, agent: str, workflow: str, tenant_id: str, tool: str) -> bool:
+        """Whether a call with these attributes is stopped by this switch."""
+        return (
+            self.agent in (None, agent)
+            and self.workflow in (None, workflow)
+            and self.tenant_id in (None, tenant_id)
+            and self.tool in (None, tool)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"key": self.key, **self.__dict__}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRecord:
+    """An approval request and its state (decisions arrive with durable runs)."""
+
+    request_id: str
+    run_id: str
+    step: int
+    tool: str
+    tier: str
+    role: str
+    approvers: int
+    status: Literal["pending", "approved", "denied", "expired"]
+    requested_at: str
+    expires_at: str
+    summary: str
+    diff: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+def dump_payload(event: Event) -> str:
+    """Canonical JSON text of an event: what is stored and hashed."""
+    return json.dumps(
+        event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+class Store(ABC):
+    """Where Charter keeps runs, events, identities and kill switches.
+
+    Implementations must make `append` atomic: the events, the run's projection and its sealed
+    head are written in one transaction, or not at all.
+    """
+
+    # --- runs and events -------------------------------------------------------------------
+    @abstractmethod
+    def start_run(self, run_id: str, started: RunStarted) -> StoredEvent:
+        """Create the run with its first event."""
+
+    @abstractmethod
+    def append(self, run_id: str, events: Sequence[Event]) -> list[StoredEvent]:
+        """Append events to a run's chain in one durable transaction."""
+
+    @abstractmethod
+    def events(self, run_id: str) -> list[StoredEvent]:
+        """All events of a run in sequence order."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run's record; raises NotFoundError."""
+
+    @abstractmethod
+    def list_runs(
+        self, *, limit: int = 50, tenant_id: str | None = None, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+
+    @abstractmethod
+    def verify(self, run_id: str | None = None) -> list[ChainReport]:
+        """Verify one run's chain, or every run's."""
+
+    # --- approvals -------------------------------------------------------------------------
+    @abstractmethod
+    def list_approvals(self, *, status: str | None = "pending") -> list[ApprovalRecord]:
+        """Approval requests, oldest first."""
+
+    # --- identities ------------------------------------------------------------------------
+    @abstractmethod
+    def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
+        """Store a new principal with its hashed credential."""
+
+    @abstractmethod
+    def identity_by_token_hash(self, token_hash: str) -> IdentityRecord | None:
+        """The principal holding this credential, revoked or not; None if unknown."""
+
+    @abstractmethod
+    def list_identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
+        """Principals, oldest first."""
+
+    @abstractmethod
+    def revoke_identity(self, identity_id: str) -> IdentityRecord:
+        """Revoke a principal's credential; raises NotFoundError."""
+
+    # --- kill switches ---------------------------------------------------------------------
+    @abstractmethod
+    def engage_kill_switch(self, switch: KillSwitch) -> None:
+        """Engage (or re-engage with a new reason) a kill switch; its `key` identifies it."""
+
+    @abstractmethod
+    def release_kill_switch(self, key: str) -> bool:
+        """Release a kill switch; False if it was not engaged."""
+
+    @abstractmethod
+    def kill_switches(self) -> list[KillSwitch]:
+        """Every engaged kill switch."""
+
+    @abstractmethod
+    def control_version(self) -> int:
+        """A counter bumped by every kill-switch and revocation change; cheap to poll."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection."""

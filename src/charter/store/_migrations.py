@@ -1,0 +1,95 @@
+"""Schema migrations: append-only and numbered. Never edit one that has shipped; add the next."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: runs, the hash-chained event log, identities, kill switches, approvals.
+    (
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            principal_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_kind TEXT NOT NULL,
+            contract_version TEXT NOT NULL,
+            contract_hash TEXT NOT NULL,
+            policy_hash TEXT NOT NULL,
+            budget_usd REAL,
+            status TEXT NOT NULL,
+            outcome TEXT,
+            reason TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            event_count INTEGER NOT NULL DEFAULT 0,
+            head_seq INTEGER NOT NULL,
+            head_hash TEXT NOT NULL,
+            head_mac TEXT NOT NULL
+        )""",
+        "CREATE INDEX runs_by_start ON runs (started_at)",
+        """CREATE TABLE events (
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            seq INTEGER NOT NULL,
+            ts TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID""",
+        # The log is append-only at the database level too; a tamperer must drop these first,
+        # and the hash chain still catches what they do next.
+        """CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+           BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+           BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TABLE identities (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('agent', 'human')),
+            name TEXT NOT NULL,
+            agent TEXT,
+            workflow TEXT,
+            tenant_id TEXT,
+            roles TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+        # One active agent identity per (agent, workflow, tenant): least privilege per tenant.
+        """CREATE UNIQUE INDEX one_active_agent_identity
+           ON identities (agent, workflow, tenant_id)
+           WHERE kind = 'agent' AND revoked_at IS NULL""",
+        """CREATE TABLE kill_switches (
+            key TEXT PRIMARY KEY,
+            agent TEXT,
+            workflow TEXT,
+            tenant_id TEXT,
+            tool TEXT,
+            reason TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE TABLE control_version (version INTEGER NOT NULL)",
+        "INSERT INTO control_version VALUES (0)",
+        """CREATE TABLE approvals (
+            request_id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            step INTEGER NOT NULL,
+            tool TEXT NOT NULL,
+            tier TEXT NOT NULL,
+            role TEXT NOT NULL,
+            approvers INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            requested_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            diff TEXT NOT NULL
+        )""",
+    ),
+)
