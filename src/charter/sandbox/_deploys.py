@@ -158,6 +158,14 @@ class DeploysSandbox(SandboxService):
         row = self._read_one(_LIVE, (repo, environment))
         return None if row is None else Deployment.from_dict(dict(row))
 
+    def deployments(self, repo: str, environment: str | None = None) -> list[Deployment]:
+        """The deployments of `repo`, to one environment or all, oldest first."""
+        rows = self._read_all(
+            "SELECT * FROM deployments WHERE repo = ? AND coalesce(environment = ?, 1) ORDER BY id",
+            (repo, environment),
+        )
+        return [Deployment.from_dict(dict(row)) for row in rows]
+
     def deployment_count(self, repo: str | None = None) -> int:
         """How many deployments exist, of one repository or in all."""
         return self._count("deployments", repo=repo)

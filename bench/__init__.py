@@ -1,0 +1,1 @@
+"""Benchmarks for Charter; run them with `make bench`."""

@@ -1,0 +1,206 @@
+"""Shared fixtures: a real SQLite store, a clean environment, a contract on disk, counted tools."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from charter import Effect, Facts, Tool
+from charter.exceptions import PermanentToolError, RetryableToolError
+from charter.store import SqliteStore
+
+if TYPE_CHECKING:
+    from charter import ToolContext
+
+SEAL_KEY = b"k" * 32
+
+CONTRACT: dict[str, Any] = {
+    "charter": 1,
+    "agent": "test-agent",
+    "version": "1.0",
+    "workflow": "testing",
+    "tenants": ["acme", "globex"],
+    "autonomy": "autonomous",
+    "max_turns": 6,
+    "budget": {"per_run_usd": 1.0},
+    "timeouts": {"tool": "5s"},
+    "policy": {"policies": "policies.cedar", "schema": "schema.cedarschema"},
+    "approval_tiers": {"ops": {"approvers": 1, "expires_after": "1h"}},
+    "tools": {
+        "record_write": {
+            "effect": "write",
+            "approval": "ops",
+            "bounds": {"amount": {"min": 1, "max": 100}},
+            "allow": {"label": ["a", "b"]},
+        },
+        "read_notes": {"effect": "read"},
+        "launch": {"effect": "irreversible", "approval": "ops"},
+        "flaky": {"effect": "write"},
+        "broken": {"effect": "write"},
+        "bad_output": {"effect": "write"},
+        "purge": {"effect": "write"},
+    },
+}
+"""A minimal contract granting every tool of `Toolset`."""
+
+ACTIONS = ("record_write", "read_notes", "launch", "flaky", "broken", "bad_output", "purge")
+
+SCHEMA = (
+    "entity Agent = { agent: String, workflow: String, tenant: String, environment: String };\n"
+    "entity Item = { tenant: String };\n"
+    "type Context = { approvals_granted: Long, hour_utc: Long, weekday: Long, "
+    "amount_minor?: Long };\n"
+    + "".join(
+        f"action {a} appliesTo {{ principal: Agent, resource: Item, context: Context }};\n"
+        for a in ACTIONS
+    )
+)
+
+# Every tool but `purge` is permitted, so `purge` meets the default deny.
+POLICIES = """\
+@id("tenant-isolation")
+forbid (principal, action, resource)
+unless { principal.tenant == resource.tenant };
+
+@id("allow-tools")
+permit (principal, action in [Action::"record_write", Action::"read_notes", Action::"launch",
+  Action::"flaky", Action::"broken", Action::"bad_output"], resource);
+
+@id("big-needs-ops")
+@approval_tier("ops")
+forbid (principal, action == Action::"record_write", resource)
+when { context has amount_minor && context.amount_minor > 50 }
+unless { context.approvals_granted >= 1 };
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("CHARTER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "charter.db", seal_key=SEAL_KEY)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def contract_data() -> dict[str, Any]:
+    """A fresh, mutable copy of `CONTRACT`."""
+    return copy.deepcopy(CONTRACT)
+
+
+MakeContract = Callable[..., Path]
+
+
+@pytest.fixture
+def make_contract(tmp_path: Path) -> MakeContract:
+    """Write policies, schema and a contract (`data`, then top-level overrides) to tmp_path."""
+
+    def make(data: dict[str, Any] | None = None, *, policies: str = POLICIES, **top: Any) -> Path:
+        folder = tmp_path / "agent"
+        folder.mkdir(exist_ok=True)
+        (folder / "policies.cedar").write_text(policies)
+        (folder / "schema.cedarschema").write_text(SCHEMA)
+        path = folder / "contract.yaml"
+        path.write_text(yaml.safe_dump({**copy.deepcopy(data or CONTRACT), **top}))
+        return path
+
+    return make
+
+
+class ItemIn(BaseModel):
+    item: str = "x"
+    amount: int = 1
+    label: str = "a"
+    owner: str | None = None
+    """The owning tenant; defaults to the caller's."""
+
+
+class Receipt(BaseModel):
+    item: str
+
+
+def item_facts(args: ItemIn, ctx: ToolContext) -> Facts:
+    return Facts(
+        resource_type="Item",
+        resource_id=args.item,
+        resource_tenant=args.owner or ctx.tenant_id,
+        amount_minor=args.amount,
+    )
+
+
+@dataclass
+class Toolset:
+    """The tools of `CONTRACT`; every effect they have is appended to `effects`."""
+
+    flaky_failures: int = 0
+    """How many attempts of `flaky` raise a retryable error before it succeeds."""
+    effects: list[tuple[str, str]] = field(default_factory=list)
+    """(tool, idempotency key) for each effect that happened."""
+    attempts: list[tuple[int, str]] = field(default_factory=list)
+    """(attempt, idempotency key) for every call of `flaky`."""
+
+    def record_write(self, args: ItemIn, ctx: ToolContext) -> Receipt:
+        self.effects.append(("record_write", ctx.idempotency_key))
+        return Receipt(item=args.item)
+
+    def read_notes(self, args: ItemIn, ctx: ToolContext) -> Receipt:
+        return Receipt(item=args.item)
+
+    def launch(self, args: ItemIn, ctx: ToolContext) -> Receipt:
+        self.effects.append(("launch", ctx.idempotency_key))
+        return Receipt(item=args.item)
+
+    def flaky(self, args: ItemIn, ctx: ToolContext) -> Receipt:
+        self.attempts.append((ctx.attempt, ctx.idempotency_key))
+        if ctx.attempt <= self.flaky_failures:
+            raise RetryableToolError("503 try again")
+        self.effects.append(("flaky", ctx.idempotency_key))
+        return Receipt(item=args.item)
+
+    def broken(self, args: ItemIn, ctx: ToolContext) -> Receipt:
+        raise PermanentToolError("400 bad request")
+
+    def bad_output(self, args: ItemIn, ctx: ToolContext) -> dict[str, Any]:
+        self.effects.append(("bad_output", ctx.idempotency_key))
+        return {"wrong": 1}
+
+    def purge(self, args: ItemIn, ctx: ToolContext) -> Receipt:
+        self.effects.append(("purge", ctx.idempotency_key))
+        return Receipt(item=args.item)
+
+    @property
+    def tools(self) -> list[Tool[Any, Any]]:
+        effects = {"read_notes": Effect.READ, "launch": Effect.IRREVERSIBLE}
+        return [
+            Tool(
+                name=name,
+                description=f"test tool {name}",
+                input_model=ItemIn,
+                output_model=Receipt,
+                effect=effects.get(name, Effect.WRITE),
+                run=getattr(self, name),
+                facts=item_facts,
+                idempotent=name != "read_notes",
+                cost_usd=0.01 if name == "record_write" else 0.0,
+            )
+            for name in ACTIONS
+        ]
+
+
+@pytest.fixture
+def toolset() -> Toolset:
+    return Toolset()

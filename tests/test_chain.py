@@ -1,0 +1,237 @@
+"""Tamper detection: edits made directly to the database file are caught by `Store.verify`.
+
+The events table is append-only by trigger, so every tamperer here drops the triggers first,
+as a real one with write access to the file would.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from typing import TYPE_CHECKING
+
+import pytest
+
+from charter._events import (
+    CheckRecorded,
+    ModelResponded,
+    RunFinished,
+    RunStarted,
+    ToolProposed,
+)
+from charter.store import SqliteStore, event_hash
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+RUN = "run_chain"
+
+
+def _started() -> RunStarted:
+    return RunStarted(
+        agent="test-agent",
+        workflow="testing",
+        tenant_id="acme",
+        principal_id="agt_1",
+        contract_version="1.0",
+        contract_hash="c" * 64,
+        policy_hash="p" * 64,
+        model="scripted:default",
+        model_kind="scripted",
+        budget_usd=1.0,
+        environment="dev",
+        autonomy="autonomous",
+        task="do it",
+        task_hash="t" * 64,
+    )
+
+
+@pytest.fixture
+def run(store: SqliteStore) -> str:
+    """A run of five events: started, model, proposed, check, finished."""
+    store.start_run(RUN, _started())
+    store.append(
+        RUN,
+        [
+            ModelResponded(
+                turn=1,
+                model="scripted:default",
+                request_hash="r" * 64,
+                text="",
+                tool_calls=[],
+                prompt_tokens=10,
+                completion_tokens=5,
+                cost_usd=0.0,
+                latency_ms=1.0,
+            ),
+            ToolProposed(
+                step=1,
+                call_id="call_1_1",
+                tool="record_write",
+                effect="write",
+                arguments={"item": "x"},
+                input_hash="i" * 64,
+                idempotency_key="chk_1",
+            ),
+            CheckRecorded(
+                step=1,
+                check="kill_switch",
+                outcome="pass",
+                reason="no kill switch engaged",
+                source="kill_switches",
+                duration_us=3,
+            ),
+        ],
+    )
+    store.append(
+        RUN,
+        [
+            RunFinished(
+                status="completed",
+                outcome="resolved",
+                reason="done",
+                cost_usd=0.0,
+                prompt_tokens=10,
+                completion_tokens=5,
+            )
+        ],
+    )
+    return RUN
+
+
+@pytest.fixture
+def tamper(store: SqliteStore, run: str) -> Iterator[sqlite3.Connection]:
+    """A second connection to the file, with the append-only triggers dropped."""
+    with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
+        db.execute("DROP TRIGGER events_append_only_update")
+        db.execute("DROP TRIGGER events_append_only_delete")
+        yield db
+
+
+def _report(store: SqliteStore, run_id: str = RUN):  # noqa: ANN202 - ChainReport
+    (report,) = store.verify(run_id)
+    return report
+
+
+def _hash_of(db: sqlite3.Connection, seq: int) -> str:
+    return db.execute(
+        "SELECT hash FROM events WHERE run_id = ? AND seq = ?", (RUN, seq)
+    ).fetchone()[0]
+
+
+class TestCleanChain:
+    def test_untouched_run_verifies(self, store, run):
+        """A run nobody touched verifies, with every event checked."""
+        report = _report(store)
+        assert (report.ok, report.events_checked, report.broken_at) == (True, 5, None)
+
+    def test_verify_without_run_id_checks_every_run(self, store, run):
+        """verify() with no run id reports one result per run."""
+        store.start_run("run_other", _started())
+        assert [(r.run_id, r.ok) for r in store.verify()] == [(RUN, True), ("run_other", True)]
+
+    def test_other_seal_key_fails(self, store, run):
+        """A store opened with a different seal key does not accept the head."""
+        with closing(SqliteStore(store.path, seal_key=b"x" * 32)) as other:
+            (report,) = other.verify(RUN)
+        assert not report.ok
+        assert "seal" in (report.problem or "")
+
+
+class TestTampering:
+    def test_edited_payload_is_detected_at_its_seq(self, store, tamper):
+        """Changing one event's payload breaks the chain at that event."""
+        tamper.execute(
+            "UPDATE events SET payload = replace(payload, '\"turn\":1', '\"turn\":2') "
+            "WHERE run_id = ? AND seq = 2",
+            (RUN,),
+        )
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 2)
+        assert "altered" in (report.problem or "")
+
+    def test_deleted_middle_event_is_detected(self, store, tamper):
+        """Deleting an event from the middle reports it missing."""
+        tamper.execute("DELETE FROM events WHERE run_id = ? AND seq = 3", (RUN,))
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 3)
+        assert "missing" in (report.problem or "")
+
+    def test_swapped_events_are_detected(self, store, tamper):
+        """Swapping two events' sequence numbers breaks the link at the first of them."""
+        for old, new in ((2, -1), (3, 2), (-1, 3)):
+            tamper.execute(
+                "UPDATE events SET seq = ? WHERE run_id = ? AND seq = ?", (new, RUN, old)
+            )
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 2)
+        assert "does not link" in (report.problem or "")
+
+    def test_deleted_last_event_is_detected(self, store, tamper):
+        """Deleting the last event disagrees with the run's head."""
+        tamper.execute("DELETE FROM events WHERE run_id = ? AND seq = 5", (RUN,))
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 5)
+        assert "truncated" in (report.problem or "")
+
+    def test_truncation_with_rewritten_head_is_detected_by_the_seal(self, store, tamper):
+        """Truncating and rewriting head_seq/head_hash to match still fails the HMAC seal."""
+        tamper.execute("DELETE FROM events WHERE run_id = ? AND seq = 5", (RUN,))
+        tamper.execute(
+            "UPDATE runs SET head_seq = 4, head_hash = ? WHERE run_id = ?",
+            (_hash_of(tamper, 4), RUN),
+        )
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 4)
+        assert "seal" in (report.problem or "")
+
+    def test_recomputed_chain_after_edit_is_detected_by_the_seal(self, store, tamper):
+        """An edit followed by a full sha256 rehash of the chain and head still fails the seal."""
+        tamper.execute(
+            "UPDATE events SET payload = replace(payload, '\"turn\":1', '\"turn\":2') "
+            "WHERE run_id = ? AND seq = 2",
+            (RUN,),
+        )
+        prev = _hash_of(tamper, 1)
+        rows = tamper.execute(
+            "SELECT seq, ts, kind, payload FROM events WHERE run_id = ? AND seq > 1 ORDER BY seq",
+            (RUN,),
+        ).fetchall()
+        for seq, ts, kind, payload in rows:
+            digest = event_hash(
+                prev_hash=prev, run_id=RUN, seq=seq, ts=ts, kind=kind, payload=payload
+            )
+            tamper.execute(
+                "UPDATE events SET prev_hash = ?, hash = ? WHERE run_id = ? AND seq = ?",
+                (prev, digest, RUN, seq),
+            )
+            prev = digest
+        tamper.execute("UPDATE runs SET head_hash = ? WHERE run_id = ?", (prev, RUN))
+        report = _report(store)
+        assert (report.ok, report.events_checked) == (False, 5)
+        assert "seal" in (report.problem or "")
+
+
+class TestAppendOnlyTriggers:
+    def test_update_is_refused(self, store, run):
+        """With the triggers in place, UPDATE on events aborts."""
+        with (
+            closing(sqlite3.connect(store.path, isolation_level=None)) as db,
+            pytest.raises(sqlite3.IntegrityError, match="append-only"),
+        ):
+            db.execute("UPDATE events SET payload = '{}' WHERE run_id = ?", (RUN,))
+
+    def test_delete_is_refused(self, store, run):
+        """With the triggers in place, DELETE on events aborts."""
+        with (
+            closing(sqlite3.connect(store.path, isolation_level=None)) as db,
+            pytest.raises(sqlite3.IntegrityError, match="append-only"),
+        ):
+            db.execute("DELETE FROM events WHERE run_id = ?", (RUN,))
+
+    def test_refused_edit_leaves_the_chain_intact(self, store, run):
+        """A refused UPDATE changes nothing: the run still verifies."""
+        with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
+            with pytest.raises(sqlite3.IntegrityError):
+                db.execute("UPDATE events SET kind = 'x' WHERE run_id = ?", (RUN,))
+        assert _report(store).ok

@@ -1,0 +1,341 @@
+"""The SQLite store: run projection, listing, typed events, identities, kill switches, schema."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+from charter._events import ModelResponded, RunFinished, RunStarted, ToolCompleted
+from charter._identity import create_agent_identity
+from charter.exceptions import ConfigError, NotFoundError, SchemaVersionError, StoreError
+from charter.gate import hash_token
+from charter.store import IdentityRecord, KillSwitch, SqliteStore, open_store
+
+KEY = b"k" * 32
+
+
+def _started(tenant: str = "acme") -> RunStarted:
+    return RunStarted(
+        agent="test-agent",
+        workflow="testing",
+        tenant_id=tenant,
+        principal_id="agt_1",
+        contract_version="1.0",
+        contract_hash="c" * 64,
+        policy_hash="p" * 64,
+        model="scripted:default",
+        model_kind="scripted",
+        budget_usd=1.0,
+        environment="dev",
+        autonomy="autonomous",
+        task="do it",
+        task_hash="t" * 64,
+    )
+
+
+def _model(cost: float, prompt: int, completion: int) -> ModelResponded:
+    return ModelResponded(
+        turn=1,
+        model="scripted:default",
+        request_hash="r" * 64,
+        text="",
+        tool_calls=[],
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=cost,
+        latency_ms=1.0,
+    )
+
+
+def _completed(cost: float) -> ToolCompleted:
+    return ToolCompleted(
+        step=1,
+        tool="record_write",
+        status="ok",
+        output={"item": "x"},
+        output_hash="o" * 64,
+        attempts=1,
+        latency_ms=1.0,
+        cost_usd=cost,
+        idempotency_key="chk_1",
+    )
+
+
+def _finished(status: str = "completed") -> RunFinished:
+    return RunFinished(
+        status=status,  # type: ignore[arg-type]
+        outcome="resolved" if status == "completed" else "failed",
+        reason="done",
+        cost_usd=0.0,
+        prompt_tokens=0,
+        completion_tokens=0,
+    )
+
+
+def _switch(**scope: str) -> KillSwitch:
+    return KillSwitch(**scope, reason="incident", created_by="sre", created_at="2026-01-01T00:00Z")
+
+
+class TestRunProjection:
+    def test_new_run_is_running(self, store):
+        """A started run is 'running' with its RunStarted fields and one event."""
+        store.start_run("run_1", _started())
+        run = store.get_run("run_1")
+        assert (run.status, run.tenant_id, run.model_kind, run.event_count) == (
+            "running",
+            "acme",
+            "scripted",
+            1,
+        )
+
+    def test_cost_and_tokens_are_summed_from_events(self, store):
+        """Model and tool costs and model tokens add up on the run record."""
+        store.start_run("run_1", _started())
+        store.append("run_1", [_model(0.01, 10, 5), _model(0.02, 20, 7), _completed(0.5)])
+        run = store.get_run("run_1")
+        assert run.cost_usd == pytest.approx(0.53)
+        assert (run.prompt_tokens, run.completion_tokens, run.event_count) == (30, 12, 4)
+
+    def test_run_finished_sets_status_and_outcome(self, store):
+        """RunFinished moves the run to its final status, outcome and reason."""
+        store.start_run("run_1", _started())
+        store.append("run_1", [_finished("failed")])
+        run = store.get_run("run_1")
+        assert (run.status, run.outcome, run.reason) == ("failed", "failed", "done")
+
+    def test_unknown_run_is_not_found(self, store):
+        """get_run on an unknown id raises NotFoundError."""
+        with pytest.raises(NotFoundError):
+            store.get_run("run_missing")
+
+    def test_duplicate_run_id_is_refused(self, store):
+        """Starting a run id twice raises StoreError."""
+        store.start_run("run_1", _started())
+        with pytest.raises(StoreError, match="already exists"):
+            store.start_run("run_1", _started())
+
+    def test_append_to_unknown_run_is_not_found(self, store):
+        """Appending to a run that does not exist raises NotFoundError."""
+        with pytest.raises(NotFoundError):
+            store.append("run_missing", [_model(0.0, 1, 1)])
+
+
+class TestListRuns:
+    @pytest.fixture
+    def runs(self, store):
+        store.start_run("run_a", _started("acme"))
+        store.start_run("run_b", _started("globex"))
+        store.start_run("run_c", _started("acme"))
+        store.append("run_c", [_finished()])
+
+    def test_newest_first(self, store, runs):
+        """Runs are listed newest first."""
+        assert [r.run_id for r in store.list_runs()] == ["run_c", "run_b", "run_a"]
+
+    def test_filter_by_tenant(self, store, runs):
+        """tenant_id keeps only that tenant's runs."""
+        assert [r.run_id for r in store.list_runs(tenant_id="acme")] == ["run_c", "run_a"]
+
+    def test_filter_by_status(self, store, runs):
+        """status keeps only runs in that status."""
+        assert [r.run_id for r in store.list_runs(status="completed")] == ["run_c"]
+
+    def test_limit(self, store, runs):
+        """limit caps the number of runs returned."""
+        assert len(store.list_runs(limit=2)) == 2
+
+
+class TestEvents:
+    def test_events_roundtrip_to_typed_events(self, store):
+        """Stored events come back as the same typed events, in order."""
+        written = [_model(0.01, 10, 5), _completed(0.5), _finished()]
+        store.start_run("run_1", _started())
+        store.append("run_1", written)
+        stored = store.events("run_1")
+        assert [e.seq for e in stored] == [1, 2, 3, 4]
+        assert [e.event for e in stored] == [_started(), *written]
+
+    def test_events_link_by_hash(self, store):
+        """Each stored event's prev_hash is the previous event's hash."""
+        store.start_run("run_1", _started())
+        store.append("run_1", [_model(0.0, 1, 1), _finished()])
+        stored = store.events("run_1")
+        assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
+
+
+class TestIdentities:
+    def test_lookup_by_token_hash(self, store):
+        """An issued credential finds its identity by the token's hash."""
+        issued = create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        found = store.identity_by_token_hash(hash_token(issued.token))
+        assert found == issued.identity
+
+    def test_unknown_token_hash_is_none(self, store):
+        """An unknown token hash finds nothing."""
+        assert store.identity_by_token_hash(hash_token("chr_nobody")) is None
+
+    def test_revoke_marks_revoked_and_bumps_control_version(self, store):
+        """Revoking sets revoked_at and bumps the control version."""
+        issued = create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        before = store.control_version()
+        revoked = store.revoke_identity(issued.identity.id)
+        assert not revoked.active
+        assert store.control_version() == before + 1
+
+    def test_revoked_identity_is_still_found_by_hash(self, store):
+        """Lookup by hash returns a revoked identity, marked inactive."""
+        issued = create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        store.revoke_identity(issued.identity.id)
+        found = store.identity_by_token_hash(hash_token(issued.token))
+        assert found is not None
+        assert not found.active
+
+    def test_revoking_twice_bumps_once(self, store):
+        """A second revocation of the same identity changes nothing."""
+        issued = create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        store.revoke_identity(issued.identity.id)
+        version = store.control_version()
+        store.revoke_identity(issued.identity.id)
+        assert store.control_version() == version
+
+    def test_revoke_unknown_is_not_found(self, store):
+        """Revoking an unknown identity raises NotFoundError."""
+        with pytest.raises(NotFoundError):
+            store.revoke_identity("agt_missing")
+
+    def test_one_active_agent_identity_per_scope(self, store):
+        """A second active identity for the same agent/workflow/tenant is refused."""
+        create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        with pytest.raises(StoreError, match="already exists"):
+            create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+
+    def test_new_identity_allowed_after_revocation(self, store):
+        """Once the active identity is revoked, a new one may be issued."""
+        first = create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        store.revoke_identity(first.identity.id)
+        second = create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        assert [i.id for i in store.list_identities()] == [second.identity.id]
+
+    def test_other_tenant_gets_its_own_identity(self, store):
+        """The same agent and workflow may hold one identity per tenant."""
+        create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        create_agent_identity(store, agent="a", workflow="w", tenant_id="globex")
+        assert len(store.list_identities()) == 2
+
+    def test_list_includes_revoked_on_request(self, store):
+        """include_revoked lists revoked identities too."""
+        issued = create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
+        store.revoke_identity(issued.identity.id)
+        assert store.list_identities() == []
+        assert len(store.list_identities(include_revoked=True)) == 1
+
+    def test_humans_keep_their_roles(self, store):
+        """A human identity's roles survive the roundtrip."""
+        human = IdentityRecord(id="usr_1", kind="human", name="ann", roles=("approver",))
+        store.add_identity(human, token_hash=hash_token("chr_ann"))
+        assert store.identity_by_token_hash(hash_token("chr_ann")) == human
+
+
+class TestKillSwitches:
+    def test_engage_and_list(self, store):
+        """An engaged switch is listed and bumps the control version."""
+        before = store.control_version()
+        store.engage_kill_switch(_switch(tenant_id="acme"))
+        assert [s.key for s in store.kill_switches()] == [
+            "agent=*,workflow=*,tenant_id=acme,tool=*"
+        ]
+        assert store.control_version() > before
+
+    def test_reengage_replaces_reason(self, store):
+        """Engaging the same scope again keeps one switch with the new reason."""
+        store.engage_kill_switch(_switch(tool="purge"))
+        store.engage_kill_switch(
+            KillSwitch(tool="purge", reason="still bad", created_by="sre", created_at="later")
+        )
+        assert [s.reason for s in store.kill_switches()] == ["still bad"]
+
+    def test_release(self, store):
+        """Releasing an engaged switch removes it and returns True."""
+        switch = _switch(workflow="testing")
+        store.engage_kill_switch(switch)
+        assert store.release_kill_switch(switch.key) is True
+        assert store.kill_switches() == []
+
+    def test_release_unknown_is_false(self, store):
+        """Releasing a switch that is not engaged returns False."""
+        assert store.release_kill_switch("agent=*,workflow=*,tenant_id=*,tool=*") is False
+
+    @pytest.mark.parametrize(
+        ("scope", "stopped"),
+        [
+            ({}, True),
+            ({"tenant_id": "acme"}, True),
+            ({"tenant_id": "globex"}, False),
+            ({"workflow": "testing", "tool": "purge"}, True),
+            ({"workflow": "testing", "tool": "launch"}, False),
+            ({"agent": "other"}, False),
+        ],
+    )
+    def test_matches_with_none_as_wildcard(self, scope, stopped):
+        """Set fields must match the call; None matches anything."""
+        call = {"agent": "test-agent", "workflow": "testing", "tenant_id": "acme", "tool": "purge"}
+        assert _switch(**scope).matches(**call) is stopped
+
+
+class TestSchemaVersion:
+    def test_newer_schema_is_refused(self, tmp_path):
+        """A database whose schema_version is above the known one raises SchemaVersionError."""
+        path = tmp_path / "charter.db"
+        SqliteStore(path, seal_key=KEY).close()
+        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute("INSERT INTO schema_version VALUES (999)")
+        with pytest.raises(SchemaVersionError, match="999"):
+            SqliteStore(path, seal_key=KEY)
+
+    def test_reopening_keeps_data(self, tmp_path):
+        """Reopening a current database migrates nothing and keeps its runs."""
+        path = tmp_path / "charter.db"
+        with closing(SqliteStore(path, seal_key=KEY)) as first:
+            first.start_run("run_1", _started())
+        with closing(SqliteStore(path, seal_key=KEY, verify_only=True)) as again:
+            assert again.get_run("run_1").event_count == 1
+
+    def test_verify_only_refuses_an_unmigrated_file(self, tmp_path):
+        """verify_only on a fresh file refuses to migrate it."""
+        with pytest.raises(StoreError, match="schema version 0"):
+            SqliteStore(tmp_path / "fresh.db", seal_key=KEY, verify_only=True)
+
+
+class TestOpenStore:
+    def test_sqlite_url(self, tmp_path):
+        """sqlite:///abs/path opens a SQLite store at that absolute path."""
+        path = tmp_path / "a.db"
+        with closing(open_store(f"sqlite://{path}", seal_key=KEY)) as opened:
+            assert isinstance(opened, SqliteStore)
+            assert opened.path == str(path)
+        assert path.exists()
+
+    def test_bare_path(self, tmp_path):
+        """A bare path opens a SQLite store at that path."""
+        path = tmp_path / "sub" / "b.db"
+        with closing(open_store(str(path), seal_key=KEY)) as opened:
+            assert isinstance(opened, SqliteStore)
+        assert path.exists()
+
+    def test_in_memory(self):
+        """sqlite://:memory: opens a throwaway in-memory store."""
+        with closing(open_store("sqlite://:memory:", seal_key=KEY)) as opened:
+            assert opened.path == ":memory:"  # type: ignore[attr-defined]
+
+    @pytest.mark.parametrize("url", ["postgresql://db/charter", "postgres://db/charter"])
+    def test_postgres_is_a_config_error(self, url):
+        """PostgreSQL URLs raise ConfigError in this version."""
+        with pytest.raises(ConfigError, match="PostgreSQL"):
+            open_store(url, seal_key=KEY)
+
+    def test_unknown_scheme_is_a_config_error(self):
+        """An unknown scheme raises ConfigError naming it."""
+        with pytest.raises(ConfigError, match="mysql://"):
+            open_store("mysql://db/charter", seal_key=KEY)
