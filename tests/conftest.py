@@ -107,12 +107,15 @@ MakeContract = Callable[..., Path]
 
 @pytest.fixture
 def make_contract(tmp_path: Path) -> MakeContract:
-    """Write policies, schema and a contract (`data`, then top-level overrides) to tmp_path."""
+    """Write policies (plus `extra_policies`), schema and a contract to tmp_path.
 
-    def make(data: dict[str, Any] | None = None, *, policies: str = POLICIES, **top: Any) -> Path:
+    The contract is `data` (default `CONTRACT`) with `top` overriding its top-level keys.
+    """
+
+    def make(data: dict[str, Any] | None = None, *, extra_policies: str = "", **top: Any) -> Path:
         folder = tmp_path / "agent"
         folder.mkdir(exist_ok=True)
-        (folder / "policies.cedar").write_text(policies)
+        (folder / "policies.cedar").write_text(POLICIES + extra_policies)
         (folder / "schema.cedarschema").write_text(SCHEMA)
         path = folder / "contract.yaml"
         path.write_text(yaml.safe_dump({**copy.deepcopy(data or CONTRACT), **top}))

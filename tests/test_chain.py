@@ -24,6 +24,8 @@ from charter.store import SqliteStore, event_hash
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from charter.store import ChainReport
+
 RUN = "run_chain"
 
 
@@ -108,7 +110,7 @@ def tamper(store: SqliteStore, run: str) -> Iterator[sqlite3.Connection]:
         yield db
 
 
-def _report(store: SqliteStore, run_id: str = RUN):  # noqa: ANN202 - ChainReport
+def _report(store: SqliteStore, run_id: str = RUN) -> ChainReport:
     (report,) = store.verify(run_id)
     return report
 
@@ -231,7 +233,9 @@ class TestAppendOnlyTriggers:
 
     def test_refused_edit_leaves_the_chain_intact(self, store, run):
         """A refused UPDATE changes nothing: the run still verifies."""
-        with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
-            with pytest.raises(sqlite3.IntegrityError):
-                db.execute("UPDATE events SET kind = 'x' WHERE run_id = ?", (RUN,))
+        with (
+            closing(sqlite3.connect(store.path, isolation_level=None)) as db,
+            pytest.raises(sqlite3.IntegrityError),
+        ):
+            db.execute("UPDATE events SET kind = 'x' WHERE run_id = ?", (RUN,))
         assert _report(store).ok

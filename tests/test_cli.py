@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
 
 from charter.cli import cli
 from charter.examples import BILLING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EXAMPLES = BILLING.parent
 

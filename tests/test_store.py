@@ -83,12 +83,7 @@ class TestRunProjection:
         """A started run is 'running' with its RunStarted fields and one event."""
         store.start_run("run_1", _started())
         run = store.get_run("run_1")
-        assert (run.status, run.tenant_id, run.model_kind, run.event_count) == (
-            "running",
-            "acme",
-            "scripted",
-            1,
-        )
+        assert (run.status, run.tenant_id, run.event_count) == ("running", "acme", 1)
 
     def test_cost_and_tokens_are_summed_from_events(self, store):
         """Model and tool costs and model tokens add up on the run record."""

@@ -13,7 +13,7 @@ from charter.sandbox import (
     SandboxError,
     SupportSandbox,
 )
-from charter.sandbox._base import connect
+from charter.sandbox._base import SCHEMA, connect, run_idempotent
 
 WRITES = {
     "refund": lambda sandboxes, key: sandboxes["payments"].refund(
@@ -41,7 +41,8 @@ def sandboxes(payments, support, deploys):
 
 class TestSandboxError:
     @pytest.mark.parametrize(
-        ("status", "retryable"), [(400, False), (404, False), (409, False), (429, True), (503, True)]
+        ("status", "retryable"),
+        [(400, False), (404, False), (409, False), (429, True), (503, True)],
     )
     def test_retryable_defaults_to_429_and_5xx(self, status, retryable):
         """Without an override only 429 and 5xx are retryable."""
@@ -110,11 +111,71 @@ class TestIdempotencyKey:
     def test_key_used_on_another_endpoint_is_reused(self, support):
         """A key is bound to its endpoint as well as its parameters."""
         ticket = support.create_ticket(
-            tenant_id="t", requester_email="a@b.c", subject="s", body="b", tags=[], idempotency_key="k"
+            tenant_id="t",
+            requester_email="a@b.c",
+            subject="s",
+            body="b",
+            tags=[],
+            idempotency_key="k",
         )
         with pytest.raises(SandboxError, match="idempotency_key_reused"):
             support.send_macro(ticket_id=ticket.id, macro_id="refund_issued", idempotency_key="k")
         assert support.message_count() == 0
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    db = connect(tmp_path / "scratch.db")
+    for statement in (*SCHEMA, "CREATE TABLE effects (n INTEGER)"):
+        db.execute(statement)
+    yield db
+    db.close()
+
+
+def run_once(db, key, effect):
+    """One write the way SandboxService runs it: a BEGIN IMMEDIATE committed either way."""
+    db.execute("BEGIN IMMEDIATE")
+    outcome = run_idempotent(
+        db, endpoint="e", key=key, params={"p": 1}, effect=effect, created_at="now"
+    )
+    db.execute("COMMIT")
+    return outcome
+
+
+def insert_then(result):
+    def effect(db):
+        db.execute("INSERT INTO effects VALUES (1)")
+        if isinstance(result, SandboxError):
+            raise result
+        return result
+
+    return effect
+
+
+def effect_rows(db):
+    return db.execute("SELECT count(*) FROM effects").fetchone()[0]
+
+
+class TestRunIdempotent:
+    def test_effect_5xx_is_not_stored_so_the_retry_runs(self, scratch):
+        """An effect's own 500 binds nothing; the same key then runs the effect."""
+        failed = run_once(scratch, "k", insert_then(SandboxError(code="x", status=500, message="")))
+        assert isinstance(failed, SandboxError)
+        assert run_once(scratch, "k", insert_then({"ok": True})) == {"ok": True}
+        assert effect_rows(scratch) == 1
+
+    def test_effect_4xx_is_stored_and_its_writes_undone(self, scratch):
+        """An effect that writes then raises a 400 leaves only the stored error."""
+        first = run_once(scratch, "k", insert_then(SandboxError(code="x", status=400, message="")))
+        replay = run_once(scratch, "k", insert_then({"ok": True}))
+        assert replay.to_dict() == first.to_dict()
+        assert effect_rows(scratch) == 0
+
+    def test_first_answer_is_what_a_replay_returns(self, scratch):
+        """The first response is JSON round-tripped, so it equals every replay exactly."""
+        first = run_once(scratch, "k", insert_then({"tags": ("a", "b")}))
+        assert first == {"tags": ["a", "b"]}
+        assert run_once(scratch, "k", insert_then({"other": 1})) == first
 
 
 class TestInjectFault:
@@ -123,7 +184,9 @@ class TestInjectFault:
         with pytest.raises(ValueError, match="unknown endpoint"):
             payments.inject_fault("refunds", status=500, code="x")
 
-    @pytest.mark.parametrize(("status", "code", "times"), [(200, "x", 1), (500, " ", 1), (500, "x", 0)])
+    @pytest.mark.parametrize(
+        ("status", "code", "times"), [(200, "x", 1), (500, " ", 1), (500, "x", 0)]
+    )
     def test_malformed_fault_is_rejected(self, payments, status, code, times):
         """A fault needs an error status, a code and a positive count."""
         with pytest.raises(ValueError, match="a fault needs"):

@@ -14,7 +14,7 @@ from charter.examples._adapter import calling
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from charter.sandbox import DeploysSandbox
+    from charter.sandbox import Deployment, DeploysSandbox
 
 __all__ = ["DeployRequest", "DeploymentView", "RollbackRequest", "deploy_tools", "in_change_window"]
 
@@ -53,6 +53,16 @@ class DeploymentView(BaseModel):
     status: Literal["queued", "in_progress", "success", "failure", "inactive"]
 
 
+def _view(made: Deployment) -> DeploymentView:
+    return DeploymentView(
+        id=made.id,
+        repo=made.repo,
+        ref=made.ref,
+        environment=made.environment,
+        status=made.status,
+    )
+
+
 def in_change_window(now: datetime) -> bool:
     """Monday to Thursday, 09:00 to 16:00 UTC: when people are around to watch a deploy."""
     return now.isoweekday() <= 4 and 9 <= now.hour < 16  # noqa: PLR2004
@@ -82,7 +92,7 @@ def deploy_tools(
                 idempotency_key=ctx.idempotency_key,
             )
         )
-        return DeploymentView.model_validate(made.to_dict(), from_attributes=False, strict=False)
+        return _view(made)
 
     def deploy_facts(args: DeployRequest, ctx: ToolContext) -> Facts:
         return view(args.repo, args.environment, ctx).model_copy(update={"severity": args.severity})
@@ -103,7 +113,7 @@ def deploy_tools(
                 repo=args.repo, environment=args.environment, idempotency_key=ctx.idempotency_key
             )
         )
-        return DeploymentView.model_validate(made.to_dict(), strict=False)
+        return _view(made)
 
     def rollback_facts(args: RollbackRequest, ctx: ToolContext) -> Facts:
         return view(args.repo, args.environment, ctx)

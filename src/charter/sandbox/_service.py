@@ -37,7 +37,8 @@ class SandboxService:
     Subclasses list their tables in `schema` and the names `inject_fault` accepts in
     `endpoints` (public method names). Writes go through `_idempotent`, which checks the key,
     runs the effect and records its outcome in one `BEGIN IMMEDIATE` transaction, so any
-    number of threads and processes can share a file.
+    number of threads and processes can share a file. Different services may share a file
+    too; they then share one space of idempotency keys.
     """
 
     schema: ClassVar[tuple[str, ...]] = ()

@@ -1,0 +1,346 @@
+"""The gate, end to end: a scripted agent run through `ControlPlane` against a real store.
+
+Every scenario checks that the run's log still verifies (see the `run` fixture).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from charter import Agent, Allowed, ControlPlane, Denied, Failed, NeedsApproval, Proposed
+from charter._identity import create_agent_identity
+from charter.exceptions import CredentialError
+from charter.gate import Executor, idempotency_key
+from charter.models import Message, ScriptedModel, ScriptedTurn
+from charter.store import KillSwitch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from charter import RunResult
+
+STAGES = [
+    "kill_switch",
+    "principal",
+    "grant",
+    "schema",
+    "policy",
+    "budget",
+    "verifiers",
+    "approval",
+]
+"""The decision stages, in the order the gate runs them."""
+call = ScriptedTurn.call
+
+
+@pytest.fixture
+def plane(store) -> Iterator[ControlPlane]:
+    control = ControlPlane(store, executor=Executor(sleep=lambda s: None))
+    yield control
+    control.close()
+
+
+@pytest.fixture
+def cred(store):
+    return create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
+
+
+@pytest.fixture
+def build(make_contract, toolset) -> Callable[..., Agent]:
+    """An agent playing `turns` then 'done', or a `script` function, under a contract."""
+
+    def build(*turns: ScriptedTurn, script: Any = None, **contract: Any) -> Agent:
+        model = ScriptedModel(script or [*turns, ScriptedTurn.say("done")])
+        return Agent.load(make_contract(**contract), tools=toolset.tools, model=model)
+
+    return build
+
+
+@pytest.fixture
+def run(plane, cred) -> Callable[..., RunResult]:
+    """Run an agent with acme's credential and check that the run's log verifies."""
+
+    def run(agent: Agent, *, tenant: str = "acme") -> RunResult:
+        result = plane.run(agent, credential=cred.token, tenant_id=tenant, task="do it")
+        assert [r.ok for r in plane.store.verify(result.run_id)] == [True]
+        return result
+
+    return run
+
+
+def _only(result: RunResult) -> Any:
+    (decision,) = result.decisions
+    return decision
+
+
+def _step_log(store, run_id: str, step: int) -> list[str]:
+    """The kinds of one step's gate events, with each check's name: 'check:policy'."""
+    return [
+        f"check:{e.payload['check']}" if e.kind == "check.recorded" else e.kind
+        for e in store.events(run_id)
+        if e.payload.get("step") == step
+    ]
+
+
+class TestAllowed:
+    def test_write_executes_once(self, build, run, toolset):
+        """An allowed write returns Allowed with the tool's output and runs exactly once."""
+        result = run(build(call("record_write", item="x")))
+        decision = _only(result)
+        assert isinstance(decision, Allowed)
+        assert decision.output == {"item": "x"}
+        assert decision.policy_ids == ("allow-tools",)
+        assert toolset.effects == [("record_write", idempotency_key(result.run_id, 1))]
+
+    def test_read_executes(self, build, run):
+        """An allowed read returns Allowed."""
+        assert isinstance(_only(run(build(call("read_notes", item="n")))), Allowed)
+
+    def test_run_completes_with_tool_cost(self, build, run, store):
+        """The run completes and its recorded cost includes the tool's cost."""
+        result = run(build(call("record_write")))
+        record = store.get_run(result.run_id)
+        assert (record.status, record.outcome) == ("completed", "resolved")
+        assert record.cost_usd == pytest.approx(0.01)
+
+
+class TestDenied:
+    def _denied(self, result: RunResult, check: str) -> Denied:
+        decision = _only(result)
+        assert isinstance(decision, Denied)
+        assert decision.check == check
+        return decision
+
+    def test_kill_switch(self, build, run, store, toolset):
+        """An engaged kill switch for the tenant denies at kill_switch."""
+        store.engage_kill_switch(
+            KillSwitch(tenant_id="acme", reason="incident", created_by="sre", created_at="now")
+        )
+        decision = self._denied(run(build(call("record_write"))), "kill_switch")
+        assert "incident" in decision.reason
+        assert toolset.effects == []
+
+    def test_kill_switch_for_another_tool_does_not_stop(self, build, run, store):
+        """A kill switch scoped to another tool lets this call through."""
+        store.engage_kill_switch(
+            KillSwitch(tool="purge", reason="incident", created_by="sre", created_at="now")
+        )
+        assert isinstance(_only(run(build(call("record_write")))), Allowed)
+
+    def test_revoked_mid_run(self, build, run, store, cred, toolset):
+        """A credential revoked between two calls of one run denies the second at principal."""
+
+        def script(messages: list[Message]) -> ScriptedTurn:
+            turn = sum(m.role == "assistant" for m in messages)
+            if turn == 1:
+                store.revoke_identity(cred.identity.id)
+            return [call("record_write"), call("record_write"), ScriptedTurn.say("done")][turn]
+
+        result = run(build(script=script))
+        first, second = result.decisions
+        assert isinstance(first, Allowed)
+        assert isinstance(second, Denied)
+        assert (second.check, len(toolset.effects)) == ("principal", 1)
+
+    def test_unknown_credential_starts_no_run(self, build, plane, store):
+        """An unknown credential raises CredentialError and starts no run."""
+        with pytest.raises(CredentialError, match="unknown"):
+            plane.run(build(), credential="chr_nobody", tenant_id="acme", task="t")
+        assert store.list_runs() == []
+
+    def test_identity_of_another_tenant(self, build, run):
+        """acme's credential used for a globex run is denied at principal."""
+        self._denied(run(build(call("record_write")), tenant="globex"), "principal")
+
+    def test_ungranted_tool(self, build, run):
+        """A tool the contract does not grant is denied at grant."""
+        self._denied(run(build(call("teleport"))), "grant")
+
+    def test_bad_arguments(self, build, run):
+        """Arguments the input model rejects are denied at schema, naming the field."""
+        decision = self._denied(run(build(call("record_write", amount="lots"))), "schema")
+        assert "amount" in decision.reason
+
+    def test_tenant_mismatch(self, build, run, toolset):
+        """A resource owned by another tenant is denied at policy by tenant-isolation."""
+        decision = self._denied(run(build(call("record_write", owner="globex"))), "policy")
+        assert decision.source == "tenant-isolation"
+        assert toolset.effects == []
+
+    def test_default_deny(self, build, run, toolset):
+        """A granted tool that no policy permits is denied at policy by default."""
+        decision = self._denied(run(build(call("purge"))), "policy")
+        assert "default deny" in decision.reason
+        assert toolset.effects == []
+
+    def test_over_budget(self, build, run):
+        """A call whose cost would exceed budget.per_run_usd is denied at budget."""
+        agent = build(call("record_write"), budget={"per_run_usd": 0.005})
+        self._denied(run(agent), "budget")
+
+    def test_out_of_bounds(self, build, run):
+        """An argument outside the contract's bounds is denied at verifiers."""
+        decision = self._denied(run(build(call("record_write", amount=0))), "verifiers")
+        assert decision.source == "contract:tools.record_write.bounds.amount"
+
+    def test_not_in_allow_list(self, build, run):
+        """An argument outside the contract's allow-list is denied at verifiers."""
+        decision = self._denied(run(build(call("record_write", label="z"))), "verifiers")
+        assert decision.source == "contract:tools.record_write.allow.label"
+
+
+class TestHeldAndProposed:
+    def test_policy_hold(self, build, run, store, toolset):
+        """A policy approval gate returns NeedsApproval with the tier and an approvals row."""
+        result = run(build(call("record_write", amount=75)))
+        decision = _only(result)
+        assert isinstance(decision, NeedsApproval)
+        assert decision.tier == "ops"
+        (approval,) = store.list_approvals()
+        assert (approval.request_id, approval.run_id) == (decision.request_id, result.run_id)
+        assert (approval.tier, approval.tool, approval.status) == ("ops", "record_write", "pending")
+        assert toolset.effects == []
+
+    def test_hold_leaves_the_run_waiting(self, build, run, store):
+        """A held call ends the run as waiting/pending."""
+        result = run(build(call("record_write", amount=75)))
+        assert (result.status, result.outcome) == ("waiting", "pending")
+        assert store.get_run(result.run_id).status == "waiting"
+
+    def test_draft_proposes_and_executes_nothing(self, build, run, store, toolset):
+        """In draft autonomy a write becomes Proposed; nothing runs and no approval is asked."""
+        decision = _only(run(build(call("record_write", item="x"), autonomy="draft")))
+        assert isinstance(decision, Proposed)
+        assert {"path": "item", "before": None, "after": "x"} in decision.diff
+        assert toolset.effects == []
+        assert store.list_approvals() == []
+
+    def test_suggest_holds_every_write(self, build, run, toolset):
+        """In suggest autonomy even a small, permitted write waits for approval."""
+        decision = _only(run(build(call("record_write"), autonomy="suggest")))
+        assert isinstance(decision, NeedsApproval)
+        assert decision.tier == "ops"
+        assert toolset.effects == []
+
+    def test_suggest_still_runs_reads(self, build, run):
+        """In suggest autonomy reads run without approval."""
+        assert isinstance(_only(run(build(call("read_notes"), autonomy="suggest"))), Allowed)
+
+    def test_policy_hold_on_a_read(self, build, run):
+        """A policy approval gate on a read holds it too: a Cedar forbid is never skipped."""
+        gate = (
+            '@id("notes-need-ops")\n@approval_tier("ops")\n'
+            'forbid (principal, action == Action::"read_notes", resource)\n'
+            "unless { context.approvals_granted >= 1 };\n"
+        )
+        decision = _only(run(build(call("read_notes"), extra_policies=gate)))
+        assert isinstance(decision, NeedsApproval)
+        assert decision.tier == "ops"
+
+    def test_irreversible_always_holds(self, build, run, toolset):
+        """An irreversible tool is held even though policy permits it."""
+        decision = _only(run(build(call("launch"))))
+        assert isinstance(decision, NeedsApproval)
+        assert (decision.tier, toolset.effects) == ("ops", [])
+
+
+class TestExecution:
+    def test_retry_keeps_the_idempotency_key(self, build, run, toolset):
+        """A retryable error is retried until success, with the same key on every attempt."""
+        toolset.flaky_failures = 2
+        result = run(build(call("flaky")))
+        assert isinstance(_only(result), Allowed)
+        key = idempotency_key(result.run_id, 1)
+        assert toolset.attempts == [(1, key), (2, key), (3, key)]
+        assert toolset.effects == [("flaky", key)]
+
+    def test_retries_exhausted(self, build, run, toolset):
+        """A tool failing on every attempt returns a retryable Failed after max_attempts."""
+        toolset.flaky_failures = 99
+        decision = _only(run(build(call("flaky"))))
+        assert isinstance(decision, Failed)
+        assert (decision.code, decision.retryable) == ("tool_retryable", True)
+        assert len(toolset.attempts) == 3
+
+    def test_permanent_error_fails(self, build, run):
+        """A permanent tool error returns Failed at execute without retrying."""
+        decision = _only(run(build(call("broken"))))
+        assert isinstance(decision, Failed)
+        assert (decision.check, decision.code) == ("execute", "tool_permanent")
+        assert not decision.retryable
+
+    def test_malformed_output_fails_and_the_model_is_told(self, build, run):
+        """Output that fails the output model is Failed at output; the model sees FAILED."""
+        seen: list[list[Message]] = []
+
+        def script(messages: list[Message]) -> ScriptedTurn:
+            seen.append(list(messages))
+            return call("bad_output") if len(seen) == 1 else ScriptedTurn.say("done")
+
+        decision = _only(run(build(script=script)))
+        assert isinstance(decision, Failed)
+        assert (decision.check, decision.code) == ("output", "tool_output_invalid")
+        assert seen[1][-1].role == "tool"
+        assert seen[1][-1].content.startswith("FAILED (tool_output_invalid)")
+
+    def test_completed_event_records_attempts_and_key(self, build, run, store, toolset):
+        """tool.completed records the attempts and the idempotency key."""
+        toolset.flaky_failures = 1
+        result = run(build(call("flaky")))
+        events = store.events(result.run_id)
+        (completed,) = [e.payload for e in events if e.kind == "tool.completed"]
+        assert (completed["status"], completed["attempts"]) == ("ok", 2)
+        assert completed["idempotency_key"] == idempotency_key(result.run_id, 1)
+
+
+class TestAuditTrail:
+    def test_allowed_call_records_every_stage_in_order(self, build, run, store):
+        """An allowed call logs each stage's check, the decision, then execution and result."""
+        result = run(build(call("record_write")))
+        assert _step_log(store, result.run_id, 1) == [
+            "tool.proposed",
+            *(f"check:{s}" for s in STAGES),
+            "gate.decided",
+            "check:execute",
+            "check:output",
+            "check:record",
+            "tool.completed",
+        ]
+
+    @pytest.mark.parametrize(
+        ("turn", "stopped_at"),
+        [
+            (call("teleport"), "grant"),
+            (call("record_write", amount="lots"), "schema"),
+            (call("purge"), "policy"),
+            (call("record_write", label="z"), "verifiers"),
+        ],
+    )
+    def test_denied_call_records_stages_up_to_the_denial(self, build, run, store, turn, stopped_at):
+        """A denial logs one check per stage run, up to the denying one, then gate.decided."""
+        result = run(build(turn))
+        ran = STAGES[: STAGES.index(stopped_at) + 1]
+        assert _step_log(store, result.run_id, 1) == [
+            "tool.proposed",
+            *(f"check:{s}" for s in ran),
+            "gate.decided",
+        ]
+
+    def test_hold_records_decision_then_approval_request(self, build, run, store):
+        """A held call logs every decision stage, gate.decided, then approval.requested."""
+        result = run(build(call("launch")))
+        assert _step_log(store, result.run_id, 1) == [
+            "tool.proposed",
+            *(f"check:{s}" for s in STAGES),
+            "gate.decided",
+            "approval.requested",
+        ]
+
+    def test_gate_decided_names_the_denying_check(self, build, run, store):
+        """gate.decided carries the decision, the check that decided it and the policy ids."""
+        result = run(build(call("record_write", owner="globex")))
+        (decided,) = [e.payload for e in store.events(result.run_id) if e.kind == "gate.decided"]
+        assert (decided["decision"], decided["check"]) == ("denied", "policy")
+        assert decided["policy_ids"] == ["tenant-isolation"]

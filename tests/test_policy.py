@@ -1,0 +1,226 @@
+"""`CedarPolicy`: loading with errors that point at the policy, evaluation that fails closed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+import charter
+from charter import Facts
+from charter.exceptions import PolicyLoadError, PolicyTestError
+from charter.policy import CedarPolicy, build_request, load_cases, run_cases
+
+EXAMPLES = Path(charter.__file__).parent / "examples"
+BILLING = EXAMPLES / "billing"
+SCHEMA = (BILLING / "schema.cedarschema").read_text()
+CASE_TABLES = sorted(EXAMPLES.glob("*/cases.yaml"))
+
+LOOKUP = 'permit (principal, action == Action::"lookup_charge", resource);\n'
+
+
+@pytest.fixture(scope="module")
+def billing() -> CedarPolicy:
+    return CedarPolicy.from_files(
+        policies=BILLING / "policies.cedar", schema=BILLING / "schema.cedarschema"
+    )
+
+
+def _load_error(policies: str) -> str:
+    with pytest.raises(PolicyLoadError) as caught:
+        CedarPolicy(policies=policies, schema=SCHEMA, source="test.cedar")
+    return caught.value.message
+
+
+def _refund(
+    amount: int | None = None,
+    *,
+    action: str = "refund",
+    owner: str = "acme",
+    approvals: int = 0,
+    **extra: str | int | bool,
+):
+    """A billing request by an acme agent on a charge owned by `owner`."""
+    return build_request(
+        principal_id="agt_1",
+        agent="billing-dispute-agent",
+        workflow="billing-dispute",
+        tenant_id="acme",
+        environment="prod",
+        action=action,
+        facts=Facts(
+            resource_type="Charge",
+            resource_id="ch_1",
+            resource_tenant=owner,
+            amount_minor=amount,
+            currency="USD",
+            extra=extra,
+        ),
+        approvals_granted=approvals,
+        now=datetime(2026, 1, 6, 14, 0, tzinfo=UTC),
+    )
+
+
+class TestLoading:
+    def test_billing_example_loads(self, billing):
+        """The billing example loads with its ids and its one approval gate."""
+        assert "tenant-isolation" in billing.policy_ids
+        assert billing.approval_tiers == {"refund-above-50-needs-finance": "finance"}
+
+    def test_digest_covers_schema_and_policies(self, billing):
+        """Changing the policy text changes the digest."""
+        other = CedarPolicy(policies=f'@id("x")\n{LOOKUP}', schema=SCHEMA)
+        assert other.digest != billing.digest
+
+    def test_policy_without_id(self):
+        """A policy without @id is refused, naming its position."""
+        message = _load_error(f'@id("a")\n{LOOKUP}\n{LOOKUP}')
+        assert "test.cedar: policy #2 has no @id" in message
+
+    def test_duplicate_ids(self):
+        """Two policies with one @id are refused."""
+        assert "duplicate policy @id ['a']" in _load_error(f'@id("a")\n{LOOKUP}@id("a")\n{LOOKUP}')
+
+    def test_parse_error_names_the_line(self):
+        """A parse error names the file and the line where the failing policy starts."""
+        text = f'@id("a")\n{LOOKUP}\n@id("b")\npermit (principal, action, resource)\nwhen {{ }};\n'
+        message = _load_error(text)
+        assert message.startswith("test.cedar:4: policy starting '@id(\"b\")'")
+
+    def test_attribute_not_in_schema_names_the_policy(self):
+        """A policy using an attribute the schema lacks is refused, naming its @id."""
+        text = (
+            '@id("uses-missing")\npermit (principal, action == Action::"refund", resource)\n'
+            "when { context.nonexistent == 1 };\n"
+        )
+        message = _load_error(text)
+        assert "do not match the schema" in message
+        assert "'uses-missing'" in message
+
+    def test_approval_tier_on_permit(self):
+        """@approval_tier is only for forbid policies."""
+        message = _load_error(f'@id("p")\n@approval_tier("finance")\n{LOOKUP}')
+        assert "policy 'p' has @approval_tier but is a permit" in message
+
+    def test_bad_schema(self):
+        """A schema that does not parse is a PolicyLoadError."""
+        with pytest.raises(PolicyLoadError, match="schema does not parse"):
+            CedarPolicy(policies=f'@id("a")\n{LOOKUP}', schema="entity {", source="s")
+
+    def test_missing_file(self, tmp_path):
+        """A missing policy file is a PolicyLoadError naming it."""
+        with pytest.raises(PolicyLoadError, match=r"absent\.cedar"):
+            CedarPolicy.from_files(
+                policies=tmp_path / "absent.cedar", schema=BILLING / "schema.cedarschema"
+            )
+
+
+class TestEvaluation:
+    def test_allow_names_the_determining_policy(self, billing):
+        """A permitted request is allowed, with the permitting policy's id."""
+        decision = billing.evaluate(_refund(1999))
+        assert (decision.effect, decision.policy_ids) == ("allow", ("refund-within-cap",))
+
+    def test_default_deny(self, billing):
+        """With no permit matching (no amount resolved), the request is denied by default."""
+        decision = billing.evaluate(_refund(None))
+        assert (decision.effect, decision.policy_ids) == ("deny", ())
+        assert "default deny" in decision.reason
+
+    def test_forbid_names_the_policy(self, billing):
+        """A forbid on another tenant's charge denies with its id."""
+        decision = billing.evaluate(_refund(100, owner="globex"))
+        assert (decision.effect, decision.policy_ids) == ("deny", ("tenant-isolation",))
+
+    def test_approval_gate_asks_for_its_tier(self, billing):
+        """An approval-gate forbid over an allowed request becomes approval with the tier."""
+        decision = billing.evaluate(_refund(24000))
+        assert (decision.effect, decision.tier) == ("approval", "finance")
+        assert decision.policy_ids == ("refund-above-50-needs-finance",)
+
+    def test_granted_approval_releases_the_gate(self, billing):
+        """With one approval granted, the gated request is allowed."""
+        assert billing.evaluate(_refund(24000, approvals=1)).effect == "allow"
+
+    def test_gate_without_a_matching_permit_denies(self, billing):
+        """When no permit would match, an approval gate denies: approving cannot help."""
+        decision = billing.evaluate(_refund(500000))
+        assert (decision.effect, decision.tier) == ("deny", None)
+
+    def test_context_outside_the_schema_fails_closed(self, billing):
+        """An extra context attribute the schema forbids denies instead of raising."""
+        decision = billing.evaluate(_refund(1999, bogus=1))
+        assert decision.effect == "deny"
+        assert "fail closed" in decision.reason
+        assert decision.errors
+
+    def test_wrong_context_type_fails_closed(self, billing):
+        """A context attribute of the wrong type denies instead of raising."""
+        decision = billing.evaluate(_refund(1999, data_class=3))
+        assert decision.effect == "deny"
+
+
+class TestCaseTables:
+    @pytest.mark.parametrize("path", CASE_TABLES, ids=lambda p: p.parent.name)
+    def test_example_cases_pass(self, path):
+        """Every case in the shipped example tables passes."""
+        table, engine = load_cases(path)
+        failed = [r for r in run_cases(table, engine) if not r.ok]
+        assert failed == []
+
+    def test_wrong_expectation_is_reported(self, tmp_path):
+        """A case whose expectation is wrong comes back ok=False with what it got."""
+        table_path = tmp_path / "cases.yaml"
+        case = {
+            "name": "cross-tenant lookup is not allowed",
+            "principal": {"agent": "a", "workflow": "w", "tenant": "acme"},
+            "action": "lookup_charge",
+            "resource": {"type": "Charge", "id": "ch_9", "tenant": "globex"},
+            "expect": "allow",
+        }
+        table_path.write_text(
+            yaml.safe_dump(
+                {
+                    "policies": str(BILLING / "policies.cedar"),
+                    "schema": str(BILLING / "schema.cedarschema"),
+                    "defaults": {"approvals_granted": 0, "hour_utc": 9, "weekday": 1},
+                    "cases": [case],
+                }
+            )
+        )
+        (result,) = run_cases(*load_cases(table_path))
+        assert (result.ok, result.expected, result.got) == (False, "allow", "deny")
+        assert result.policy_ids == ("tenant-isolation",)
+
+    def test_wrong_policy_ids_are_reported(self, tmp_path):
+        """A case naming the wrong determining policy fails even if the effect matches."""
+        table_path = tmp_path / "cases.yaml"
+        table = yaml.safe_load((BILLING / "cases.yaml").read_text())
+        table["contract"] = str(BILLING / "contract.yaml")
+        table["cases"] = [{**table["cases"][0], "policies": ["billing-read-charges"]}]
+        table_path.write_text(yaml.safe_dump(table))
+        (result,) = run_cases(*load_cases(table_path))
+        assert not result.ok
+
+    def test_malformed_table(self, tmp_path):
+        """A table with an unknown key is a PolicyTestError."""
+        table_path = tmp_path / "cases.yaml"
+        table_path.write_text("contract: c.yaml\ncases: []\nextra: 1\n")
+        with pytest.raises(PolicyTestError, match="not a policy test table"):
+            load_cases(table_path)
+
+    def test_table_must_name_a_policy_set(self, tmp_path):
+        """A table with neither contract nor policies+schema is a PolicyTestError."""
+        table_path = tmp_path / "cases.yaml"
+        case = {
+            "name": "n",
+            "principal": {"agent": "a", "workflow": "w", "tenant": "t"},
+            "action": "x",
+            "resource": {"type": "Charge", "id": "c"},
+            "expect": "deny",
+        }
+        table_path.write_text(yaml.safe_dump({"cases": [case]}))
+        with pytest.raises(PolicyTestError, match="name the policy set"):
+            load_cases(table_path)
