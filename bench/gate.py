@@ -494,8 +494,9 @@ def verdict(results: dict[str, Summary]) -> list[str]:
                 state = f"**met**, {_us(budget - gate_ns)} µs under the {_us(budget)} µs budget"
             else:
                 state = (
-                    f"**missed** by {ratio / GOAL:.1f}x: {_us(gate_ns)} µs against a budget of "
-                    f"{_us(budget)} µs, {_us(gate_ns - budget)} µs over"
+                    f"**missed**: {_us(gate_ns)} µs against a budget of {_us(budget)} µs "
+                    f"({GOAL:.2f}x raw), {_us(gate_ns - budget)} µs over, {ratio / GOAL:.2f}x "
+                    "the budget"
                 )
             lines.append(f"- Gate {variant} {name}: {ratio:.2f}x raw, {state}")
     return lines

@@ -213,6 +213,17 @@ class TestTampering:
         assert (report.ok, report.events_checked) == (False, 5)
         assert "seal" in (report.problem or "")
 
+    @pytest.mark.parametrize(
+        ("column", "value"),
+        [("tenant_id", "globex"), ("status", "failed"), ("cost_usd", 9.99), ("outcome", "x")],
+    )
+    def test_edited_summary_row_is_detected_by_the_seal(self, store, tamper, column, value):
+        """Rewriting the run's summary row (tenant, status, cost, outcome) fails the seal."""
+        tamper.execute(f"UPDATE runs SET {column} = ? WHERE run_id = ?", (value, RUN))
+        report = _report(store)
+        assert not report.ok
+        assert "summary row" in (report.problem or "")
+
 
 class TestAppendOnlyTriggers:
     def test_update_is_refused(self, store, run):

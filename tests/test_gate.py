@@ -51,9 +51,10 @@ def cred(store):
 def build(make_contract, toolset) -> Callable[..., Agent]:
     """An agent playing `turns` then 'done', or a `script` function, under a contract."""
 
-    def build(*turns: ScriptedTurn, script: Any = None, **contract: Any) -> Agent:
+    def build(*turns: ScriptedTurn, script: Any = None, data: Any = None, **contract: Any) -> Agent:
         model = ScriptedModel(script or [*turns, ScriptedTurn.say("done")])
-        return Agent.load(make_contract(**contract), tools=toolset.tools, model=model)
+        path = make_contract(data, **contract)
+        return Agent.load(path, tools=toolset.tools, model=model)
 
     return build
 
@@ -238,6 +239,19 @@ class TestHeldAndProposed:
         decision = _only(run(build(call("read_notes"), extra_policies=gate)))
         assert isinstance(decision, NeedsApproval)
         assert decision.tier == "ops"
+
+    def test_strictest_tier_wins(self, build, run, toolset, contract_data):
+        """When policy asks for a stricter tier than the contract's, the stricter one applies."""
+        data = contract_data
+        data["approval_tiers"]["board"] = {"approvers": 3, "expires_after": "1h"}
+        gate = (
+            '@id("launch-needs-board")\n@approval_tier("board")\n'
+            'forbid (principal, action == Action::"launch", resource)\n'
+            "unless { context.approvals_granted >= 3 };\n"
+        )
+        decision = _only(run(build(call("launch"), data=data, extra_policies=gate)))
+        assert isinstance(decision, NeedsApproval)
+        assert (decision.tier, toolset.effects) == ("board", [])
 
     def test_irreversible_always_holds(self, build, run, toolset):
         """An irreversible tool is held even though policy permits it."""

@@ -23,13 +23,13 @@ class Config:
     home: Path
     """Folder for the default database, the seal key and sandbox state."""
     database_url: str
-    """`sqlite:///path` (default: `<home>/charter.db`)."""
+    """`sqlite://` followed by the file's path (default: `<home>/charter.db`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, home: str | Path | None = None) -> Config:
         """Build from `CHARTER_HOME` and `CHARTER_DATABASE_URL`; `home` overrides the former."""
         folder = Path(home or environ.get("CHARTER_HOME") or ".charter").resolve()
-        url = environ.get("CHARTER_DATABASE_URL") or f"sqlite:///{folder / 'charter.db'}"
+        url = environ.get("CHARTER_DATABASE_URL") or f"sqlite://{folder / 'charter.db'}"
         return cls(home=folder, database_url=url)
 
     def seal_key(self) -> bytes:

@@ -261,7 +261,7 @@ def load_contract(path: str | Path) -> Contract:
         ) from exc
     if not isinstance(raw, dict):
         raise ContractError(f"{file}: a contract is a YAML mapping, got {type(raw).__name__}")
-    if raw.get("charter") != CONTRACT_FORMAT:
+    if raw.get("charter") != CONTRACT_FORMAT or isinstance(raw.get("charter"), bool):
         raise ContractError(
             f"{file}: charter: expected contract format {CONTRACT_FORMAT}, "
             f"got {raw.get('charter')!r}",

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from charter._decision import Allowed, Decision, Denied, Failed, NeedsApproval, Proposed
-from charter._events import Event, ModelResponded, Outcome, RunFinished, RunStarted, RunStatus
+from charter._events import ModelResponded, Outcome, RunFinished, RunStarted, RunStatus
 from charter.exceptions import CharterError, CredentialError
 from charter.gate import Executor, Gate, RunState, hash_token
-from charter.models import Message
+from charter.models import Message, ModelResponse, ToolSpec
 from charter.privacy import redact, redact_text
 
 if TYPE_CHECKING:
@@ -108,6 +108,42 @@ class ControlPlane:
         state = RunState(run_id=run_id, agent=agent, tenant_id=tenant_id, token_hash=token_hash)
         return self._loop(agent, state, task)
 
+    def _ask(
+        self,
+        agent: Agent,
+        state: RunState,
+        messages: list[Message],
+        specs: list[ToolSpec],
+        turn: int,
+    ) -> tuple[ModelResponse, ModelResponded] | str:
+        """One model turn and its event, or why it failed."""
+        request_hash = hashlib.sha256(
+            json.dumps([m.content for m in messages]).encode()
+        ).hexdigest()
+        started = time.perf_counter()
+        try:
+            response = agent.model.respond(messages, specs)
+        except CharterError as exc:
+            return f"{exc.code}: {exc.message}"
+        except Exception as exc:  # noqa: BLE001 - a provider bug must still end the run on record
+            return f"model_error: {type(exc).__name__}: {exc}"
+        latency = (time.perf_counter() - started) * 1000
+        state.spent_usd += response.cost_usd
+        event = ModelResponded(
+            turn=turn,
+            model=agent.model.name,
+            request_hash=request_hash,
+            text=redact_text(response.text),
+            tool_calls=[
+                c.model_copy(update={"arguments": redact(c.arguments)}) for c in response.tool_calls
+            ],
+            prompt_tokens=response.usage.prompt_tokens,
+            completion_tokens=response.usage.completion_tokens,
+            cost_usd=response.cost_usd,
+            latency_ms=round(latency, 3),
+        )
+        return response, event
+
     def _loop(self, agent: Agent, state: RunState, task: str) -> RunResult:
         messages = [
             Message(role="system", content=agent.instructions),
@@ -141,35 +177,20 @@ class ControlPlane:
                 cost_usd=state.spent_usd,
             )
 
+        deadline = time.monotonic() + agent.contract.timeouts.run
         for turn in range(1, agent.contract.max_turns + 1):
             if cap is not None and state.spent_usd >= cap:
                 return finish("completed", "budget_exceeded", f"spent ${state.spent_usd:.4f}")
-            request_hash = hashlib.sha256(
-                json.dumps([m.content for m in messages]).encode()
-            ).hexdigest()
-            started = time.perf_counter()
-            try:
-                response = agent.model.respond(messages, specs)
-            except CharterError as exc:
-                return finish("failed", "failed", f"{exc.code}: {exc.message}")
-            latency = (time.perf_counter() - started) * 1000
-            state.spent_usd += response.cost_usd
+            if time.monotonic() > deadline:
+                return finish(
+                    "failed", "failed", f"run timeout ({agent.contract.timeouts.run:g}s) reached"
+                )
+            asked = self._ask(agent, state, messages, specs, turn)
+            if isinstance(asked, str):
+                return finish("failed", "failed", asked)
+            response, event = asked
             tokens[0] += response.usage.prompt_tokens
             tokens[1] += response.usage.completion_tokens
-            event: Event = ModelResponded(
-                turn=turn,
-                model=agent.model.name,
-                request_hash=request_hash,
-                text=redact_text(response.text),
-                tool_calls=[
-                    c.model_copy(update={"arguments": redact(c.arguments)})
-                    for c in response.tool_calls
-                ],
-                prompt_tokens=response.usage.prompt_tokens,
-                completion_tokens=response.usage.completion_tokens,
-                cost_usd=response.cost_usd,
-                latency_ms=round(latency, 3),
-            )
             self.store.append(state.run_id, [event])
             if not response.tool_calls:
                 return finish("completed", "resolved", response.text or "model ended its turn")

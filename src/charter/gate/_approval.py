@@ -16,9 +16,10 @@ __all__ = ["check_approval"]
 def check_approval(call: Call) -> CheckResult:
     """Decide whether the call runs now, waits for approvers, or becomes a draft proposal.
 
-    In order: draft stage turns writes into proposals; irreversible effects always wait, whatever
-    the policy says; suggest stage makes every write wait; otherwise a policy hold decides.
-    Approvals already granted for this step release the hold.
+    Draft stage turns writes into proposals. Otherwise every reason to hold is collected:
+    irreversible effects (always, whatever the policy says), suggest stage for writes, and
+    policy holds (reads included). The strictest tier asked for (most approvers) applies, and
+    approvals already granted for this step release it.
     """
     assert call.grant is not None  # noqa: S101 - earlier stages ran
     contract = call.run.agent.contract
@@ -26,11 +27,7 @@ def check_approval(call: Call) -> CheckResult:
     stage = contract.autonomy_for(name)
     effect = call.grant.effect
     source = f"contract:tools.{name}"
-    if effect is Effect.READ:
-        return CheckResult.passed(
-            "approval", "reads need no approval", source, autonomy=stage.value
-        )
-    if stage is Autonomy.DRAFT:
+    if effect is not Effect.READ and stage is Autonomy.DRAFT:
         return CheckResult(
             check="approval",
             outcome="propose",
@@ -38,36 +35,34 @@ def check_approval(call: Call) -> CheckResult:
             source=f"{source}.autonomy",
             detail={"autonomy": stage.value},
         )
-    tier: str | None = None
-    reason = ""
+    wants: list[tuple[str | None, str, str]] = []
     if effect is Effect.IRREVERSIBLE:
-        tier, reason = call.grant.approval, "irreversible effects always need an approval"
-    elif stage is Autonomy.SUGGEST:
-        tier, reason = call.grant.approval, "suggest stage: every write needs an approval"
-    elif call.holds:
-        held = call.holds[0]
-        tier, reason, source = held.tier, held.reason, held.source
-    if tier is None and reason:
-        # The contract loader guarantees irreversible tools have a tier; suggest-stage tools
-        # without one cannot be approved by anyone, so they are refused rather than run.
-        return CheckResult.denied(
-            "approval", f"{reason}, but tools.{name}.approval names no tier", source
-        )
-    if tier is None:
-        return CheckResult.passed(
-            "approval", "autonomous: no approval required", source, autonomy=stage.value
-        )
+        wants.append((call.grant.approval, "irreversible effects always need an approval", source))
+    elif effect is Effect.WRITE and stage is Autonomy.SUGGEST:
+        wants.append((call.grant.approval, "suggest stage: every write needs an approval", source))
+    wants.extend((held.tier, held.reason, held.source) for held in call.holds)
+    if not wants:
+        reason = "reads need no approval" if effect is Effect.READ else "no approval required"
+        return CheckResult.passed("approval", reason, source, autonomy=stage.value)
+    for tier, reason, where in wants:
+        if tier is None:
+            # Suggest-stage tools without a tier cannot be approved by anyone: refuse, not run.
+            return CheckResult.denied(
+                "approval", f"{reason}, but tools.{name}.approval names no tier", where
+            )
+    tier, reason, where = max(wants, key=lambda w: contract.approval_tiers[str(w[0])].approvers)
+    assert tier is not None  # noqa: S101 - checked above
     needed = contract.approval_tiers[tier].approvers
     granted = call.run.approvals.get(call.step, 0)
     if granted >= needed:
         return CheckResult.passed(
-            "approval", f"{granted} of {needed} approval(s) granted ({tier})", source, tier=tier
+            "approval", f"{granted} of {needed} approval(s) granted ({tier})", where, tier=tier
         )
     return CheckResult(
         check="approval",
         outcome="hold",
         reason=reason,
-        source=source,
+        source=where,
         detail={"autonomy": stage.value, "approvers": needed, "granted": granted},
         tier=tier,
     )

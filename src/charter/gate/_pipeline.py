@@ -252,7 +252,8 @@ class Gate:
             output_check, output = validate_output(call, execution.raw)
             checks.append(output_check)
         failed = checks[-1].outcome == "fail"
-        cost = 0.0 if execution.error is not None and execution.attempts == 0 else tool.cost_usd
+        # A call that reached the tool is paid for whether or not its output was usable.
+        cost = tool.cost_usd
         run.spent_usd += cost
         checks.append(CheckResult.passed("record", "result recorded", "store"))
         completed = ToolCompleted(

@@ -12,7 +12,8 @@ from typing import Any
 
 __all__ = ["redact", "redact_text"]
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# The local part admits every character RFC 5322 allows unquoted.
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 _SECRET = re.compile(
     r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}\b"  # Stripe-style keys

@@ -84,6 +84,10 @@ class RunRecord:
         """A JSON-ready dict."""
         return dict(self.__dict__)
 
+    def sealed_summary(self) -> str:
+        """The fields the head seal covers, as one canonical string."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
     @classmethod
     def starting(cls, *, run_id: str, started: RunStarted, ts: str) -> RunRecord:
         """The record of a run whose first event is `started`."""

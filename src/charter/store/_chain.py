@@ -29,9 +29,14 @@ def event_hash(*, prev_hash: str, run_id: str, seq: int, ts: str, kind: str, pay
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def seal(key: bytes, *, run_id: str, seq: int, head_hash: str) -> str:
-    """HMAC-SHA256 over a run's head, keyed outside the database."""
-    return hmac.new(key, f"{run_id}\n{seq}\n{head_hash}".encode(), hashlib.sha256).hexdigest()
+def seal(key: bytes, *, run_id: str, seq: int, head_hash: str, summary: str) -> str:
+    """HMAC-SHA256 over a run's head and its summary row, keyed outside the database.
+
+    Sealing the summary too means the run row (tenant, status, outcome, cost) cannot be edited
+    in the file without the verifier noticing, though it is a projection, not the log.
+    """
+    material = f"{run_id}\n{seq}\n{head_hash}\n{summary}"
+    return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +71,7 @@ def verify_chain(
     head_seq: int,
     head_hash: str,
     head_mac: str,
+    summary: str,
     key: bytes,
 ) -> ChainReport:
     """Walk a run's events in sequence order and report the first broken link."""
@@ -102,10 +108,11 @@ def verify_chain(
             f"the log ends at event {checked} but the run's head says {head_seq}: "
             "events were truncated or the head was rewritten",
         )
-    if not hmac.compare_digest(
-        seal(key, run_id=run_id, seq=head_seq, head_hash=head_hash), head_mac
-    ):
+    expected = seal(key, run_id=run_id, seq=head_seq, head_hash=head_hash, summary=summary)
+    if not hmac.compare_digest(expected, head_mac):
         return broken(
-            head_seq, "the run's head seal does not match: the run was rewritten or truncated"
+            head_seq,
+            "the run's seal does not match: its events were rewritten or truncated, or its "
+            "summary row (tenant, status, outcome, cost) was edited",
         )
     return ChainReport(run_id=run_id, ok=True, events_checked=checked)

@@ -169,7 +169,13 @@ class SqliteStore(Store):
                 )
             )
             prev = digest
-        mac = seal(self._seal_key, run_id=run_id, seq=seq, head_hash=prev)
+        mac = seal(
+            self._seal_key,
+            run_id=run_id,
+            seq=seq,
+            head_hash=prev,
+            summary=record.sealed_summary(),
+        )
         db.execute(
             "UPDATE runs SET status = ?, outcome = ?, reason = ?, cost_usd = ?, "
             "prompt_tokens = ?, completion_tokens = ?, updated_at = ?, event_count = ?, "
@@ -246,11 +252,13 @@ class SqliteStore(Store):
         with self._lock:
             if run_id is None:
                 heads = self._db.execute(
-                    "SELECT run_id, head_seq, head_hash, head_mac FROM runs ORDER BY started_at"
+                    f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, head_mac FROM runs "
+                    "ORDER BY started_at"
                 ).fetchall()
             else:
                 heads = self._db.execute(
-                    "SELECT run_id, head_seq, head_hash, head_mac FROM runs WHERE run_id = ?",
+                    f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, head_mac FROM runs "
+                    "WHERE run_id = ?",
                     (run_id,),
                 ).fetchall()
                 if not heads:
@@ -269,6 +277,7 @@ class SqliteStore(Store):
                         head_seq=head["head_seq"],
                         head_hash=head["head_hash"],
                         head_mac=head["head_mac"],
+                        summary=_record_from_row(head).sealed_summary(),
                         key=self._seal_key,
                     )
                 )
