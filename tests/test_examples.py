@@ -10,6 +10,7 @@ import pytest
 from charter import Agent, Allowed, ControlPlane, Denied, NeedsApproval
 from charter._identity import create_agent_identity
 from charter.examples import BILLING, deploy_tools, in_change_window, support_tools
+from charter.exceptions import ContractError
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.sandbox import DeploysSandbox, SupportSandbox
 from charter.store import SqliteStore
@@ -134,3 +135,24 @@ class TestSupportMacros:
         assert sandbox.ticket_count("acme") == 1
         assert sandbox.message_count(1) == 1
         assert all(r.ok for r in store.verify())
+
+
+class TestAgentLoad:
+    def test_bounds_on_an_unknown_argument_are_refused(self, tmp_path: Path) -> None:
+        """A contract bounding an argument the tool does not take fails at load, naming both."""
+        folder = tmp_path / "deploys"
+        folder.mkdir()
+        for name in ("policies.cedar", "schema.cedarschema"):
+            (folder / name).write_text((EXAMPLES / "deploys" / name).read_text())
+        text = (EXAMPLES / "deploys" / "contract.yaml").read_text()
+        (folder / "contract.yaml").write_text(
+            text.replace("allow:\n      environment:", "allow:\n      enviroment:")
+        )
+        with pytest.raises(
+            ContractError, match=r"tools\.trigger_deploy\.allow names \['enviroment'\]"
+        ):
+            Agent.load(
+                folder / "contract.yaml",
+                tools=deploy_tools(DeploysSandbox(tmp_path / "d.db")),
+                model=ScriptedModel([]),
+            )

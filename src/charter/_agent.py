@@ -61,6 +61,15 @@ class Agent:
                     f"declares {by_name[name].effect.value}",
                     hint="the contract must state the tool's real effect class",
                 )
+            fields = by_name[name].input_model.model_fields
+            for kind, names in (("bounds", grant.bounds), ("allow", grant.allow)):
+                unknown = sorted(set(names) - set(fields))
+                if unknown:
+                    raise ContractError(
+                        f"{where}: tools.{name}.{kind} names {unknown}, which "
+                        f"{by_name[name].input_model.__name__} does not have",
+                        hint=f"arguments of {name}: {', '.join(fields)}",
+                    )
         if policy is None:
             policy = CedarPolicy.from_files(
                 policies=loaded.resolve(loaded.policy.policies),

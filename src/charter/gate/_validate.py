@@ -42,9 +42,9 @@ def check_verifiers(call: Call) -> CheckResult:
     assert call.args is not None  # noqa: S101
     assert call.facts is not None  # noqa: S101
     name = call.tool.name
-    values = call.args.model_dump()
+    args = call.args
     for field, bound in call.grant.bounds.items():
-        value = values.get(field)
+        value = getattr(args, field, None)
         if not isinstance(value, int | float):
             return CheckResult.denied(
                 "verifiers", f"{field} is bounded but not numeric", f"contract:tools.{name}.bounds"
@@ -58,10 +58,11 @@ def check_verifiers(call: Call) -> CheckResult:
                 f"contract:tools.{name}.bounds.{field}",
             )
     for field, allowed in call.grant.allow.items():
-        if values.get(field) not in allowed:
+        value = getattr(args, field, None)
+        if value not in allowed:
             return CheckResult.denied(
                 "verifiers",
-                f"{field}={values.get(field)!r} is not in the allow-list",
+                f"{field}={value!r} is not in the allow-list",
                 f"contract:tools.{name}.allow.{field}",
             )
     if call.grant.effect is not Effect.READ and not (call.tool.idempotent and call.idempotency_key):
