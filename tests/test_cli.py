@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from charter.cli import cli
 from charter.examples import BILLING
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 EXAMPLES = BILLING.parent
 
@@ -212,3 +210,22 @@ class TestIdentity:
         code, output = invoke(home, "identity", "create", "--human", "x", "--role", "root")
         assert code == 2
         assert "approver" in output
+
+
+class TestDocumented:
+    def test_every_command_is_in_the_readme(self) -> None:
+        """Each `charter` command appears in the README's command table."""
+        readme = (Path(__file__).parent.parent / "README.md").read_text()
+
+        def walk(group: click.Group, prefix: str) -> list[str]:
+            found = []
+            for name, command in group.commands.items():
+                path = f"{prefix} {name}"
+                if isinstance(command, click.Group):
+                    found.extend(walk(command, path))
+                else:
+                    found.append(path)
+            return found
+
+        missing = [path for path in walk(cli, "charter") if f"`{path}" not in readme]
+        assert missing == []
