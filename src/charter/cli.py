@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from functools import wraps
 from pathlib import Path
@@ -140,15 +141,28 @@ def demo(ctx: click.Context, as_json: bool) -> None:
     mark = "[green]all verified[/]" if not broken else f"[red]{len(broken)} broken[/]"
     console.print(f"Log: {report.database} ({len(verified)} run chains, {mark})")
     first = report.runs[0][1].run_id
+    charter = _program()
+    if ctx.ensure_object(dict).get("home"):
+        charter += f" --home {_shown_path(config.home)}"
+    cases = _shown_path(Path(__file__).parent / "examples/billing/cases.yaml")
     console.print("Try next:")
     for command in (
-        "charter runs list",
-        f"charter runs show {first}",
-        f"charter runs export {first} --format jsonl",
-        "charter audit verify",
-        f"charter policy test {_shown_path(Path(__file__).parent / 'examples/billing/cases.yaml')}",
+        "runs list",
+        f"runs show {first}",
+        f"runs export {first} --format jsonl",
+        "audit verify",
+        f"policy test {cases}",
     ):
-        console.print(f"  {command}")
+        console.print(f"  {charter} {command}")
+
+
+def _program() -> str:
+    """How the user can call this very `charter`: bare if it is on PATH, else its path."""
+    invoked = Path(sys.argv[0]).resolve()
+    found = shutil.which("charter")
+    if found is not None and Path(found).resolve() == invoked:
+        return "charter"
+    return _shown_path(invoked) if invoked.name == "charter" else "charter"
 
 
 def _shown_path(path: Path) -> str:
