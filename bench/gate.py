@@ -36,13 +36,13 @@ from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import cedarpy
 
 import charter
 from charter._agent import Agent
-from charter._events import ToolCallSpec
+from charter._events import CheckName, ToolCallSpec
 from charter._identity import create_agent_identity
 from charter._tools import Facts, Tool, ToolContext
 from charter.examples import BILLING, payments_tools, support_tools
@@ -74,16 +74,8 @@ ARGUMENTS: dict[str, Any] = {
     "amount_minor": 1999,
     "reason": "duplicate charge",
 }
-STAGES = (
-    "kill_switch",
-    "principal",
-    "grant",
-    "schema",
-    "policy",
-    "budget",
-    "verifiers",
-    "approval",
-)
+STAGES = get_args(CheckName)[:8]
+"""The decision stages, in gate order (execute, output and record follow)."""
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "BENCHMARKS.md"

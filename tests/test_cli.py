@@ -48,11 +48,12 @@ class TestDemo:
         assert report["chains_broken"] == 0
 
     def test_demo_table_names_next_commands(self, home: Path) -> None:
-        """The human-readable demo ends with where the log is and what to try next."""
+        """The demo ends with the log's place and next commands that carry the --home given."""
         code, output = invoke(home, "demo")
         assert code == 0, output
-        assert "charter audit verify" in output
-        assert "charter runs export" in output
+        flat = " ".join(output.split())
+        assert f"--home {home} audit verify" in flat
+        assert f"--home {home} runs export" in flat
         assert "scripted:billing-demo" in output
 
     def test_demo_runs_twice_on_one_home(self, demo_home: Path) -> None:

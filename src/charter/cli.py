@@ -139,7 +139,7 @@ def demo(ctx: click.Context, as_json: bool) -> None:
         f"refunds to the injected target: {report.injection_target_refunds}"
     )
     mark = "[green]all verified[/]" if not broken else f"[red]{len(broken)} broken[/]"
-    console.print(f"Log: {report.database} ({len(verified)} run chains, {mark})")
+    console.print(f"Log: {report.database} ({len(verified)} run chains, {mark})", soft_wrap=True)
     first = report.runs[0][1].run_id
     charter = _program()
     if ctx.ensure_object(dict).get("home"):
@@ -153,7 +153,7 @@ def demo(ctx: click.Context, as_json: bool) -> None:
         "audit verify",
         f"policy test {cases}",
     ):
-        console.print(f"  {charter} {command}")
+        console.print(f"  {charter} {command}", soft_wrap=True)
 
 
 def _program() -> str:

@@ -13,9 +13,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
+    from pydantic import JsonValue
+
+    from charter._events import CheckOutcome
     from charter.gate._call import Call
 
 __all__ = ["check_budget", "check_policy"]
+
+_OUTCOMES: dict[str, CheckOutcome] = {"allow": "pass", "deny": "deny", "approval": "hold"}
 
 
 def _facts(call: Call) -> Facts | str:
@@ -60,36 +65,20 @@ def check_policy(call: Call, clock: Callable[[], datetime]) -> CheckResult:
     )
     decision = call.run.agent.policy.evaluate(request)
     call.policy = decision
-    detail: dict[str, object] = {
+    detail: dict[str, JsonValue] = {
         "policy_ids": list(decision.policy_ids),
         "context": dict(request.context),
         "resource": f"{request.resource.type}::{request.resource.id}",
         "resource_tenant": str(request.resource.attrs.get("tenant", "")),
     }
-    source = ",".join(decision.policy_ids) or "policy:default-deny"
-    if decision.effect == "deny":
-        return CheckResult(
-            check="policy",
-            outcome="deny",
-            reason=decision.reason,
-            source=source,
-            detail=detail,  # type: ignore[arg-type]
-        )
-    if decision.effect == "approval":
-        return CheckResult(
-            check="policy",
-            outcome="hold",
-            reason=decision.reason,
-            source=source,
-            detail=detail,  # type: ignore[arg-type]
-            tier=decision.tier,
-        )
+    outcome: CheckOutcome = _OUTCOMES[decision.effect]
     return CheckResult(
         check="policy",
-        outcome="pass",
+        outcome=outcome,
         reason=decision.reason,
-        source=source,
-        detail=detail,  # type: ignore[arg-type]
+        source=",".join(decision.policy_ids) or "policy:default-deny",
+        detail=detail,
+        tier=decision.tier,
     )
 
 
