@@ -125,7 +125,6 @@ class Gate:
         )
         events: list[Event] = [proposed, *_check_events(step, checks, timings)]
         policy_ids = list(call.policy.policy_ids) if call.policy else []
-        diff = self._diff(call)
         decision: Decision
         if final.outcome == "deny":
             decision = Denied(
@@ -142,6 +141,8 @@ class Gate:
                 )
             )
         elif final.outcome == "propose":
+            # Previews run only for calls a human will look at, never for refused ones.
+            diff = self._diff(call)
             decision = Proposed(step=step, tool=tool, diff=tuple(diff))
             events.append(
                 GateDecided(
@@ -155,7 +156,7 @@ class Gate:
                 )
             )
         elif final.outcome == "hold":
-            decision, held = self._hold(call, final, diff, policy_ids)
+            decision, held = self._hold(call, final, self._diff(call), policy_ids)
             events.extend(held)
         else:
             events.append(
