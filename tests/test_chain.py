@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from _factories import started_event
 from charter._events import (
     CheckRecorded,
     ModelResponded,
     RunFinished,
-    RunStarted,
     ToolProposed,
 )
 from charter.store import SqliteStore, event_hash
@@ -29,29 +29,10 @@ if TYPE_CHECKING:
 RUN = "run_chain"
 
 
-def _started() -> RunStarted:
-    return RunStarted(
-        agent="test-agent",
-        workflow="testing",
-        tenant_id="acme",
-        principal_id="agt_1",
-        contract_version="1.0",
-        contract_hash="c" * 64,
-        policy_hash="p" * 64,
-        model="scripted:default",
-        model_kind="scripted",
-        budget_usd=1.0,
-        environment="dev",
-        autonomy="autonomous",
-        task="do it",
-        task_hash="t" * 64,
-    )
-
-
 @pytest.fixture
 def run(store: SqliteStore) -> str:
     """A run of five events: started, model, proposed, check, finished."""
-    store.start_run(RUN, _started())
+    store.start_run(RUN, started_event())
     store.append(
         RUN,
         [
@@ -129,7 +110,7 @@ class TestCleanChain:
 
     def test_verify_without_run_id_checks_every_run(self, store, run):
         """verify() with no run id reports one result per run."""
-        store.start_run("run_other", _started())
+        store.start_run("run_other", started_event())
         assert [(r.run_id, r.ok) for r in store.verify()] == [(RUN, True), ("run_other", True)]
 
     def test_other_seal_key_fails(self, store, run):

@@ -7,32 +7,14 @@ from contextlib import closing
 
 import pytest
 
-from charter._events import ModelResponded, RunFinished, RunStarted, ToolCompleted
+from _factories import started_event
+from charter._events import ModelResponded, RunFinished, ToolCompleted
 from charter._identity import create_agent_identity
 from charter.exceptions import ConfigError, NotFoundError, SchemaVersionError, StoreError
 from charter.gate import hash_token
 from charter.store import IdentityRecord, KillSwitch, SqliteStore, open_store
 
 KEY = b"k" * 32
-
-
-def _started(tenant: str = "acme") -> RunStarted:
-    return RunStarted(
-        agent="test-agent",
-        workflow="testing",
-        tenant_id=tenant,
-        principal_id="agt_1",
-        contract_version="1.0",
-        contract_hash="c" * 64,
-        policy_hash="p" * 64,
-        model="scripted:default",
-        model_kind="scripted",
-        budget_usd=1.0,
-        environment="dev",
-        autonomy="autonomous",
-        task="do it",
-        task_hash="t" * 64,
-    )
 
 
 def _model(cost: float, prompt: int, completion: int) -> ModelResponded:
@@ -81,13 +63,13 @@ def _switch(**scope: str) -> KillSwitch:
 class TestRunProjection:
     def test_new_run_is_running(self, store):
         """A started run is 'running' with its RunStarted fields and one event."""
-        store.start_run("run_1", _started())
+        store.start_run("run_1", started_event())
         run = store.get_run("run_1")
         assert (run.status, run.tenant_id, run.event_count) == ("running", "acme", 1)
 
     def test_cost_and_tokens_are_summed_from_events(self, store):
         """Model and tool costs and model tokens add up on the run record."""
-        store.start_run("run_1", _started())
+        store.start_run("run_1", started_event())
         store.append("run_1", [_model(0.01, 10, 5), _model(0.02, 20, 7), _completed(0.5)])
         run = store.get_run("run_1")
         assert run.cost_usd == pytest.approx(0.53)
@@ -95,7 +77,7 @@ class TestRunProjection:
 
     def test_run_finished_sets_status_and_outcome(self, store):
         """RunFinished moves the run to its final status, outcome and reason."""
-        store.start_run("run_1", _started())
+        store.start_run("run_1", started_event())
         store.append("run_1", [_finished("failed")])
         run = store.get_run("run_1")
         assert (run.status, run.outcome, run.reason) == ("failed", "failed", "done")
@@ -107,9 +89,9 @@ class TestRunProjection:
 
     def test_duplicate_run_id_is_refused(self, store):
         """Starting a run id twice raises StoreError."""
-        store.start_run("run_1", _started())
+        store.start_run("run_1", started_event())
         with pytest.raises(StoreError, match="already exists"):
-            store.start_run("run_1", _started())
+            store.start_run("run_1", started_event())
 
     def test_append_to_unknown_run_is_not_found(self, store):
         """Appending to a run that does not exist raises NotFoundError."""
@@ -120,9 +102,9 @@ class TestRunProjection:
 class TestListRuns:
     @pytest.fixture
     def runs(self, store):
-        store.start_run("run_a", _started("acme"))
-        store.start_run("run_b", _started("globex"))
-        store.start_run("run_c", _started("acme"))
+        store.start_run("run_a", started_event("acme"))
+        store.start_run("run_b", started_event("globex"))
+        store.start_run("run_c", started_event("acme"))
         store.append("run_c", [_finished()])
 
     def test_newest_first(self, store, runs):
@@ -146,15 +128,15 @@ class TestEvents:
     def test_events_roundtrip_to_typed_events(self, store):
         """Stored events come back as the same typed events, in order."""
         written = [_model(0.01, 10, 5), _completed(0.5), _finished()]
-        store.start_run("run_1", _started())
+        store.start_run("run_1", started_event())
         store.append("run_1", written)
         stored = store.events("run_1")
         assert [e.seq for e in stored] == [1, 2, 3, 4]
-        assert [e.event for e in stored] == [_started(), *written]
+        assert [e.event for e in stored] == [started_event(), *written]
 
     def test_events_link_by_hash(self, store):
         """Each stored event's prev_hash is the previous event's hash."""
-        store.start_run("run_1", _started())
+        store.start_run("run_1", started_event())
         store.append("run_1", [_model(0.0, 1, 1), _finished()])
         stored = store.events("run_1")
         assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
@@ -293,7 +275,7 @@ class TestSchemaVersion:
         """Reopening a current database migrates nothing and keeps its runs."""
         path = tmp_path / "charter.db"
         with closing(SqliteStore(path, seal_key=KEY)) as first:
-            first.start_run("run_1", _started())
+            first.start_run("run_1", started_event())
         with closing(SqliteStore(path, seal_key=KEY, verify_only=True)) as again:
             assert again.get_run("run_1").event_count == 1
 

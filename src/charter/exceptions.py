@@ -140,6 +140,16 @@ class ToolError(RunError):
     code = "tool_error"
     retryable: ClassVar[bool] = False
 
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+        """Create the error.
+
+        `code` replaces the class's code with the downstream API's own (`amount_too_large`),
+        which tells an operator more.
+        """
+        super().__init__(message, hint=hint)
+        if code is not None:
+            self.code = code  # type: ignore[misc] # a per-instance refinement of the class code
+
 
 class RetryableToolError(ToolError):
     """A transient failure (rate limit, 5xx, timeout): the same call may succeed later."""

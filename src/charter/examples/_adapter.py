@@ -21,6 +21,4 @@ def calling(api: Callable[[], T]) -> T:
         return api()
     except SandboxError as exc:
         kind: type[ToolError] = RetryableToolError if exc.retryable else PermanentToolError
-        error = kind(f"{exc.status} {exc.code}: {exc.message}")
-        error.code = exc.code  # type: ignore[misc] # the downstream code is more useful than ours
-        raise error from exc
+        raise kind(f"{exc.status} {exc.code}: {exc.message}", code=exc.code) from exc

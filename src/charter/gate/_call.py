@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from charter._tools import ToolContext
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -51,6 +53,16 @@ class Call:
     facts: Facts | None = None
     policy: PolicyDecision | None = None
     holds: list[CheckResult] = field(default_factory=list)
+
+    def context(self, *, attempt: int = 1) -> ToolContext:
+        """What the tool's `run`, `facts` and `preview` are told about this call."""
+        return ToolContext(
+            run_id=self.run.run_id,
+            step=self.step,
+            tenant_id=self.run.tenant_id,
+            idempotency_key=self.idempotency_key,
+            attempt=attempt,
+        )
 
 
 def idempotency_key(run_id: str, step: int) -> str:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from charter._decision import CheckResult
-from charter._tools import ToolContext
 from charter.exceptions import ToolError, ToolOutputInvalid, ToolTimeoutError
 
 if TYPE_CHECKING:
@@ -64,14 +63,7 @@ class Executor:
         started = time.perf_counter()
         errors: list[str] = []
         for attempt in range(1, tool.max_attempts + 1):
-            ctx = ToolContext(
-                run_id=call.run.run_id,
-                step=call.step,
-                tenant_id=call.run.tenant_id,
-                idempotency_key=call.idempotency_key,
-                attempt=attempt,
-            )
-            future = self._pool.submit(tool.run, call.args, ctx)
+            future = self._pool.submit(tool.run, call.args, call.context(attempt=attempt))
             try:
                 raw = future.result(timeout=timeout)
             except FutureTimeout:

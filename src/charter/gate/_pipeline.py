@@ -224,16 +224,8 @@ class Gate:
         if call.grant.effect.value == "read":
             return []
         if call.tool.preview is not None:
-            from charter._tools import ToolContext  # noqa: PLC0415 - only writes need it
-
-            ctx = ToolContext(
-                run_id=call.run.run_id,
-                step=call.step,
-                tenant_id=call.run.tenant_id,
-                idempotency_key=call.idempotency_key,
-            )
             try:
-                changes = call.tool.preview(call.args, ctx)
+                changes = call.tool.preview(call.args, call.context())
             except Exception as exc:  # noqa: BLE001 - a failing preview must not hide the call
                 return [{"path": "(preview failed)", "before": None, "after": str(exc)}]
             return [redact(c.model_dump(mode="json")) for c in changes]
@@ -248,15 +240,19 @@ class Gate:
         timeout = run.agent.contract.timeouts.tool
         execution = self._executor.execute(call, default_timeout_s=timeout)
         checks = [execution.check]
+        timings = [round(execution.latency_ms * 1000)]
         output: dict[str, Any] | None = None
         if execution.error is None:
+            started = time.perf_counter_ns()
             output_check, output = validate_output(call, execution.raw)
             checks.append(output_check)
+            timings.append((time.perf_counter_ns() - started) // 1000)
         failed = checks[-1].outcome == "fail"
         # A call that reached the tool is paid for whether or not its output was usable.
         cost = tool.cost_usd
         run.spent_usd += cost
         checks.append(CheckResult.passed("record", "result recorded", "store"))
+        timings.append(0)  # the record is this very append
         completed = ToolCompleted(
             step=call.step,
             tool=tool.name,
@@ -270,9 +266,7 @@ class Gate:
             cost_usd=cost,
             idempotency_key=call.idempotency_key,
         )
-        self._store.append(
-            run.run_id, [*_check_events(call.step, checks, [0] * len(checks)), completed]
-        )
+        self._store.append(run.run_id, [*_check_events(call.step, checks, timings), completed])
         if failed:
             bad = checks[-2]
             return Failed(

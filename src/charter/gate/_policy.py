@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from charter._decision import CheckResult
-from charter._tools import Facts, ToolContext
+from charter._tools import Facts
 from charter.exceptions import CharterError
 from charter.policy import build_request
 
@@ -28,14 +28,8 @@ def _facts(call: Call) -> Facts | str:
     assert call.tool is not None  # noqa: S101 - earlier stages ran
     if call.tool.facts is None:
         return Facts(resource_type=call.tool.name.title().replace("_", ""), resource_id="-")
-    ctx = ToolContext(
-        run_id=call.run.run_id,
-        step=call.step,
-        tenant_id=call.run.tenant_id,
-        idempotency_key=call.idempotency_key,
-    )
     try:
-        return call.tool.facts(call.args, ctx)
+        return call.tool.facts(call.args, call.context())
     except CharterError as exc:
         return f"{exc.code}: {exc.message}"
     except Exception as exc:  # noqa: BLE001 - any failure to resolve facts must deny
