@@ -143,7 +143,6 @@ def fixture() -> Iterator[Fixture]:
         issued = create_agent_identity(
             store, agent=contract.agent, workflow=contract.workflow, tenant_id=TENANT
         )
-        token_hash = hash_token(issued.token)
 
         refund = agent.tools["refund"]
         ctx = ToolContext(
@@ -178,7 +177,7 @@ def fixture() -> Iterator[Fixture]:
                 store=store,
                 gate=gate,
                 run=RunState(
-                    run_id="run_bench", agent=agent, tenant_id=TENANT, token_hash=token_hash
+                    run_id="run_bench", agent=agent, tenant_id=TENANT, principal_id=issued.identity.id
                 ),
                 run_fixed=RunState(
                     run_id="run_bench_fixed",

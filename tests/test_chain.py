@@ -37,7 +37,7 @@ def run(store: SqliteStore) -> str:
         RUN,
         [
             ModelResponded(
-                turn=1,
+                step=1,
                 model="scripted:default",
                 request_hash="r" * 64,
                 text="",
@@ -125,7 +125,7 @@ class TestTampering:
     def test_edited_payload_is_detected_at_its_seq(self, store, tamper):
         """Changing one event's payload breaks the chain at that event."""
         tamper.execute(
-            "UPDATE events SET payload = replace(payload, '\"turn\":1', '\"turn\":2') "
+            "UPDATE events SET payload = replace(payload, '\"step\":1', '\"step\":2') "
             "WHERE run_id = ? AND seq = 2",
             (RUN,),
         )
@@ -171,7 +171,7 @@ class TestTampering:
     def test_recomputed_chain_after_edit_is_detected_by_the_seal(self, store, tamper):
         """An edit followed by a full sha256 rehash of the chain and head still fails the seal."""
         tamper.execute(
-            "UPDATE events SET payload = replace(payload, '\"turn\":1', '\"turn\":2') "
+            "UPDATE events SET payload = replace(payload, '\"step\":1', '\"step\":2') "
             "WHERE run_id = ? AND seq = 2",
             (RUN,),
         )

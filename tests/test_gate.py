@@ -93,7 +93,7 @@ class TestAllowed:
         assert isinstance(decision, Allowed)
         assert decision.output == {"item": "x"}
         assert decision.policy_ids == ("allow-tools",)
-        assert toolset.effects == [("record_write", idempotency_key(result.run_id, 1))]
+        assert toolset.effects == [("record_write", idempotency_key(result.run_id, 2))]
 
     def test_read_executes(self, build, run):
         """An allowed read returns Allowed."""
@@ -266,7 +266,7 @@ class TestExecution:
         toolset.flaky_failures = 2
         result = run(build(call("flaky")))
         assert isinstance(_only(result), Allowed)
-        key = idempotency_key(result.run_id, 1)
+        key = idempotency_key(result.run_id, 2)
         assert toolset.attempts == [(1, key), (2, key), (3, key)]
         assert toolset.effects == [("flaky", key)]
 
@@ -306,14 +306,14 @@ class TestExecution:
         events = store.events(result.run_id)
         (completed,) = [e.payload for e in events if e.kind == "tool.completed"]
         assert (completed["status"], completed["attempts"]) == ("ok", 2)
-        assert completed["idempotency_key"] == idempotency_key(result.run_id, 1)
+        assert completed["idempotency_key"] == idempotency_key(result.run_id, 2)
 
 
 class TestAuditTrail:
     def test_allowed_call_records_every_stage_in_order(self, build, run, store):
         """An allowed call logs each stage's check, the decision, then execution and result."""
         result = run(build(call("record_write")))
-        assert _step_log(store, result.run_id, 1) == [
+        assert _step_log(store, result.run_id, 2) == [
             "tool.proposed",
             *(f"check:{s}" for s in STAGES),
             "gate.decided",
@@ -336,7 +336,7 @@ class TestAuditTrail:
         """A denial logs one check per stage run, up to the denying one, then gate.decided."""
         result = run(build(turn))
         ran = STAGES[: STAGES.index(stopped_at) + 1]
-        assert _step_log(store, result.run_id, 1) == [
+        assert _step_log(store, result.run_id, 2) == [
             "tool.proposed",
             *(f"check:{s}" for s in ran),
             "gate.decided",
@@ -345,7 +345,7 @@ class TestAuditTrail:
     def test_hold_records_decision_then_approval_request(self, build, run, store):
         """A held call logs every decision stage, gate.decided, then approval.requested."""
         result = run(build(call("launch")))
-        assert _step_log(store, result.run_id, 1) == [
+        assert _step_log(store, result.run_id, 2) == [
             "tool.proposed",
             *(f"check:{s}" for s in STAGES),
             "gate.decided",

@@ -19,7 +19,7 @@ KEY = b"k" * 32
 
 def _model(cost: float, prompt: int, completion: int) -> ModelResponded:
     return ModelResponded(
-        turn=1,
+        step=1,
         model="scripted:default",
         request_hash="r" * 64,
         text="",

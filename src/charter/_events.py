@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 __all__ = [
+    "ApprovalDecided",
+    "ApprovalExpired",
     "ApprovalRequested",
     "CheckName",
     "CheckOutcome",
@@ -21,8 +23,11 @@ __all__ = [
     "ModelResponded",
     "Outcome",
     "RunFinished",
+    "RunResumed",
     "RunStarted",
     "RunStatus",
+    "RunSuspended",
+    "TimerStarted",
     "ToolCallSpec",
     "ToolCompleted",
     "ToolProposed",
@@ -46,8 +51,9 @@ CheckName = Literal[
 CheckOutcome = Literal["pass", "deny", "hold", "propose", "fail"]
 """`hold`: needs an approval; `propose`: draft stage, nothing executes; `fail`: execution failed."""
 
-RunStatus = Literal["running", "waiting", "completed", "failed"]
-"""`waiting`: held for an approval; nothing executes until a decision arrives."""
+RunStatus = Literal["running", "waiting", "completed", "failed", "cancelled"]
+"""`running`: runnable or being run by a worker; `waiting`: suspended on an approval or a timer,
+holding no thread; the other three are final."""
 
 
 class _Event(BaseModel):
@@ -72,8 +78,10 @@ class RunStarted(_Event):
     environment: str
     autonomy: str
     task: str
-    """The task as the agent received it, redacted."""
+    """The workflow's input (for agents, the task) as the agent received it, redacted."""
     task_hash: str
+    initiator: str = ""
+    """Who started the run (a person or system); they may not approve its actions."""
 
 
 class ToolCallSpec(BaseModel):
@@ -89,10 +97,12 @@ class ModelResponded(_Event):
     """The model answered one turn."""
 
     kind: Literal["model.responded"] = "model.responded"
-    turn: int
+    step: int
     model: str
     request_hash: str
-    """SHA-256 of the messages and tool specs sent: what context the agent saw."""
+    """SHA-256 of the messages sent: what context the agent saw. Replay compares it."""
+    response_hash: str = ""
+    """SHA-256 of the raw response, whose encrypted copy replays the step."""
     text: str
     tool_calls: list[ToolCallSpec]
     prompt_tokens: int
@@ -156,6 +166,66 @@ class ApprovalRequested(_Event):
     expires_at: str
     summary: str
     diff: list[dict[str, JsonValue]]
+    excluded: list[str] = Field(default_factory=list)
+    """Who may not approve (separation of duties): the agent's owner and the run's initiator."""
+
+
+class ApprovalDecided(_Event):
+    """One approver's decision on a held step. `status` is the request's state after it."""
+
+    kind: Literal["approval.decided"] = "approval.decided"
+    step: int
+    request_id: str
+    decision: Literal["approve", "deny"]
+    approver_id: str
+    approver: str
+    reason: str
+    granted: int
+    """Distinct approvals so far, this one included."""
+    needed: int
+    status: Literal["pending", "approved", "denied"]
+
+
+class ApprovalExpired(_Event):
+    """Nobody decided in time: the step is denied, or escalated to the next tier."""
+
+    kind: Literal["approval.expired"] = "approval.expired"
+    step: int
+    request_id: str
+    action: Literal["deny", "escalate"]
+    escalated_to: str | None = None
+    """The new request's id when escalated."""
+
+
+class TimerStarted(_Event):
+    """A durable timer: the run sleeps, holding no thread, until `wake_at`."""
+
+    kind: Literal["timer.started"] = "timer.started"
+    step: int
+    seconds: float
+    wake_at: str
+
+
+class RunSuspended(_Event):
+    """The run waits for approvals or a timer; a worker resumes it when they resolve."""
+
+    kind: Literal["run.suspended"] = "run.suspended"
+    waiting_on: list[str]
+    """Approval request ids, or `timer`."""
+    wake_at: str | None = None
+    reason: str
+    active_ms: int
+    """Time spent running so far, across resumes; the run timeout counts only this."""
+
+
+class RunResumed(_Event):
+    """A worker picked the run up: first start, after a suspension, or after a crash."""
+
+    kind: Literal["run.resumed"] = "run.resumed"
+    worker: str
+    reason: str
+    replayed_steps: int
+    """Steps answered from the log before new work began."""
 
 
 class ToolCompleted(_Event):
@@ -175,20 +245,24 @@ class ToolCompleted(_Event):
     idempotency_key: str
 
 
-Outcome = Literal["resolved", "escalated", "failed", "budget_exceeded", "killed", "pending"]
-"""How a run ended; `pending` while it waits for a human."""
+Outcome = Literal[
+    "resolved", "escalated", "failed", "budget_exceeded", "killed", "abandoned", "pending"
+]
+"""How a run ended: `abandoned` when cancelled; `pending` while it waits for a human."""
 
 
 class RunFinished(_Event):
-    """The run reached a resting state: finished, or waiting for a human."""
+    """The run ended: completed, failed or cancelled."""
 
     kind: Literal["run.finished"] = "run.finished"
-    status: RunStatus
+    status: Literal["completed", "failed", "cancelled"]
     outcome: Outcome
     reason: str
     cost_usd: float
     prompt_tokens: int
     completion_tokens: int
+    code: str | None = None
+    """Why a failed run failed, as a stable code (`nondeterminism`, `run_timeout`, ...)."""
 
 
 Event = Annotated[
@@ -198,7 +272,12 @@ Event = Annotated[
     | CheckRecorded
     | GateDecided
     | ApprovalRequested
+    | ApprovalDecided
+    | ApprovalExpired
+    | TimerStarted
     | ToolCompleted
+    | RunSuspended
+    | RunResumed
     | RunFinished,
     Field(discriminator="kind"),
 ]

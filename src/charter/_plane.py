@@ -1,212 +1,304 @@
-"""The control plane: runs an agent's model loop with every tool call through the gate."""
+"""The control plane: starts runs, and resumes them from their log until they rest.
+
+A run is a workflow function executed against its event log. `start` records the run;
+`resume` re-executes the workflow, answering recorded steps from the log and doing only new
+work, until the workflow returns (the run ends) or waits (the run suspends and holds nothing).
+`run` does both, in this process, for the common case of one agent run.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
-from charter._decision import Allowed, Decision, Denied, Failed, NeedsApproval, Proposed
-from charter._events import ModelResponded, Outcome, RunFinished, RunStarted, RunStatus
-from charter.exceptions import CharterError, CredentialError
+from charter._events import (
+    ApprovalExpired,
+    ApprovalRequested,
+    Event,
+    RunFinished,
+    RunStarted,
+    RunSuspended,
+)
+from charter._time import iso, utcnow
+from charter.engine import Finish, History, RunContext, Stop, Suspend, Workflow, agent_loop
+from charter.exceptions import CharterError, CredentialError, StateError
 from charter.gate import Executor, Gate, RunState, hash_token
-from charter.models import Message, ModelResponse, ToolSpec
-from charter.privacy import redact, redact_text
+from charter.privacy import Vault, redact_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import datetime
 
     from charter._agent import Agent
-    from charter.store import Store
+    from charter._decision import Decision
+    from charter.store import ApprovalRecord, RunRecord, Store
 
 __all__ = ["ControlPlane", "RunResult"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunResult:
-    """How a run ended (or where it is waiting) and every decision the gate made."""
+    """Where a run rests after `run` or `resume`: ended, or waiting, and what the gate decided."""
 
     run_id: str
     status: str
     outcome: str
     reason: str
     decisions: list[Decision] = field(default_factory=list)
+    """Every tool decision of the run, including those answered from the log."""
     cost_usd: float = 0.0
-
-
-def _render(decision: Decision) -> str:
-    """What the model is told about its call: facts, never an error it could argue with."""
-    match decision:
-        case Allowed():
-            return json.dumps(decision.output)
-        case Denied():
-            return f"DENIED by {decision.check}: {decision.reason}"
-        case NeedsApproval():
-            return f"HELD for approval ({decision.tier}), request {decision.request_id}"
-        case Proposed():
-            return "RECORDED as a draft proposal; not executed"
-        case Failed():
-            return f"FAILED ({decision.code}): {decision.reason}"
+    waiting_on: list[str] = field(default_factory=list)
+    """Approval request ids (or `timer`) when the run is waiting."""
 
 
 class ControlPlane:
-    """Runs agents against one store. Build one per process; it holds no global state."""
+    """Starts and resumes runs against one store. Build one per process; no global state."""
 
     def __init__(
         self,
         store: Store,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
         executor: Executor | None = None,
+        vault: Vault | None = None,
     ) -> None:
-        """Create the plane and its gate."""
+        """Create the plane and its gate.
+
+        Args:
+            store: Where runs live.
+            clock: The time source for policies, timers and approval expiry.
+            executor: Runs tool code (threads, timeouts, retries).
+            vault: Encrypts raw payloads; by default derived from the store's seal key.
+        """
         self.store = store
-        self.gate = Gate(store, clock=clock, executor=executor)
+        self.clock = clock
+        self.vault = vault or Vault.for_store(store)
+        self.gate = Gate(store, clock=clock, executor=executor, vault=self.vault)
 
     def close(self) -> None:
         """Release the gate's tool threads."""
         self.gate.close()
 
-    def run(self, agent: Agent, *, credential: str, tenant_id: str, task: str) -> RunResult:
-        """Run `agent` on `task` for `tenant_id`, authenticated by `credential`.
+    # --- starting -----------------------------------------------------------------------------
+    def start(
+        self,
+        workflow: Workflow,
+        *,
+        credential: str,
+        tenant_id: str,
+        task: Any,  # noqa: ANN401 - any JSON value the workflow takes
+        initiator: str = "",
+    ) -> str:
+        """Record a new run of `workflow`; it is runnable at once (by `resume` or a worker).
+
+        Args:
+            workflow: What to run, and as which agent.
+            credential: The agent identity's token; the run acts as that identity.
+            tenant_id: The tenant the run acts for.
+            task: The workflow's input (for `agent_loop`, the task text).
+            initiator: Who asked for the run; separation of duties bars them from approving it.
 
         Raises:
             CredentialError: The credential is unknown or revoked; no run is started.
         """
-        token_hash = hash_token(credential)
-        identity = self.store.identity_by_token_hash(token_hash)
+        identity = self.store.identity_by_token_hash(hash_token(credential))
         if identity is None or not identity.active:
             problem = "unknown" if identity is None else f"revoked ({identity.id})"
             raise CredentialError(
                 f"credential is {problem}", hint="issue one with `charter identity create`"
             )
+        agent = workflow.agent
         contract = agent.contract
         run_id = "run_" + secrets.token_hex(8)
-        self.store.start_run(
-            run_id,
-            RunStarted(
-                agent=contract.agent,
-                workflow=contract.workflow,
-                tenant_id=tenant_id,
-                principal_id=identity.id,
-                contract_version=contract.version,
-                contract_hash=contract.digest,
-                policy_hash=agent.policy.digest,
-                model=agent.model.name,
-                model_kind=agent.model.kind,
-                budget_usd=contract.budget.per_run_usd,
-                environment=contract.environment.value,
-                autonomy=contract.autonomy.value,
-                task=redact_text(task),
-                task_hash=hashlib.sha256(task.encode()).hexdigest(),
-            ),
-        )
-        state = RunState(run_id=run_id, agent=agent, tenant_id=tenant_id, token_hash=token_hash)
-        return self._loop(agent, state, task)
-
-    def _ask(
-        self,
-        agent: Agent,
-        state: RunState,
-        messages: list[Message],
-        specs: list[ToolSpec],
-        turn: int,
-    ) -> tuple[ModelResponse, ModelResponded] | str:
-        """One model turn and its event, or why it failed."""
-        request_hash = hashlib.sha256(
-            json.dumps([m.content for m in messages]).encode()
-        ).hexdigest()
-        started = time.perf_counter()
-        try:
-            response = agent.model.respond(messages, specs)
-        except CharterError as exc:
-            return f"{exc.code}: {exc.message}"
-        except Exception as exc:  # noqa: BLE001 - a provider bug must still end the run on record
-            return f"model_error: {type(exc).__name__}: {exc}"
-        latency = (time.perf_counter() - started) * 1000
-        state.spent_usd += response.cost_usd
-        event = ModelResponded(
-            turn=turn,
+        text = task if isinstance(task, str) else repr(task)
+        started = RunStarted(
+            agent=contract.agent,
+            workflow=contract.workflow,
+            tenant_id=tenant_id,
+            principal_id=identity.id,
+            contract_version=contract.version,
+            contract_hash=contract.digest,
+            policy_hash=agent.policy.digest,
             model=agent.model.name,
-            request_hash=request_hash,
-            text=redact_text(response.text),
-            tool_calls=[
-                c.model_copy(update={"arguments": redact(c.arguments)}) for c in response.tool_calls
-            ],
-            prompt_tokens=response.usage.prompt_tokens,
-            completion_tokens=response.usage.completion_tokens,
-            cost_usd=response.cost_usd,
-            latency_ms=round(latency, 3),
+            model_kind=agent.model.kind,
+            budget_usd=contract.budget.per_run_usd,
+            environment=contract.environment.value,
+            autonomy=contract.autonomy.value,
+            task=redact_text(text),
+            task_hash=hashlib.sha256(text.encode()).hexdigest(),
+            initiator=initiator,
         )
-        return response, event
+        sealed = self.vault.seal(tenant_id=tenant_id, run_id=run_id, name="0:input", value=task)
+        self.store.start_run(run_id, started, raw={"0:input": sealed})
+        return run_id
 
-    def _loop(self, agent: Agent, state: RunState, task: str) -> RunResult:
-        messages = [
-            Message(role="system", content=agent.instructions),
-            Message(role="user", content=task),
-        ]
-        specs = agent.tool_specs()
-        decisions: list[Decision] = []
-        tokens = [0, 0]
-        cap = agent.contract.budget.per_run_usd
+    def run(
+        self, agent: Agent, *, credential: str, tenant_id: str, task: str, initiator: str = ""
+    ) -> RunResult:
+        """Start `agent` on `task` with the agent loop and run it here until it rests.
 
-        def finish(status: RunStatus, outcome: Outcome, reason: str) -> RunResult:
-            self.store.append(
-                state.run_id,
-                [
-                    RunFinished(
-                        status=status,
-                        outcome=outcome,
-                        reason=reason,
-                        cost_usd=round(state.spent_usd, 6),
-                        prompt_tokens=tokens[0],
-                        completion_tokens=tokens[1],
-                    )
-                ],
-            )
-            return RunResult(
-                run_id=state.run_id,
-                status=status,
-                outcome=outcome,
-                reason=reason,
-                decisions=decisions,
-                cost_usd=state.spent_usd,
-            )
+        Raises:
+            CredentialError: The credential is unknown or revoked; no run is started.
+        """
+        workflow = Workflow(agent=agent, fn=agent_loop)
+        run_id = self.start(
+            workflow, credential=credential, tenant_id=tenant_id, task=task, initiator=initiator
+        )
+        return self.resume(run_id, workflow)
 
-        deadline = time.monotonic() + agent.contract.timeouts.run
-        for turn in range(1, agent.contract.max_turns + 1):
-            if cap is not None and state.spent_usd >= cap:
-                return finish("completed", "budget_exceeded", f"spent ${state.spent_usd:.4f}")
-            if time.monotonic() > deadline:
-                return finish(
-                    "failed", "failed", f"run timeout ({agent.contract.timeouts.run:g}s) reached"
-                )
-            asked = self._ask(agent, state, messages, specs, turn)
-            if isinstance(asked, str):
-                return finish("failed", "failed", asked)
-            response, event = asked
-            tokens[0] += response.usage.prompt_tokens
-            tokens[1] += response.usage.completion_tokens
-            self.store.append(state.run_id, [event])
-            if not response.tool_calls:
-                return finish("completed", "resolved", response.text or "model ended its turn")
-            messages.append(
-                Message(role="assistant", content=response.text, tool_calls=response.tool_calls)
+    # --- resuming -----------------------------------------------------------------------------
+    def resume(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        *,
+        worker: str = "inline",
+        cancel_reason: str | None = None,
+    ) -> RunResult:
+        """Re-execute the run's workflow from its log until the run ends or waits again.
+
+        The caller must hold the run (a worker's lease, or the process that started it).
+        `cancel_reason` ends the run as cancelled instead, at once.
+        """
+        record = self.store.get_run(run_id)
+        if record.final:
+            return _result(record, [])
+        if record.workflow != workflow.name:
+            raise StateError(
+                f"run {run_id} belongs to workflow {record.workflow!r}, not {workflow.name!r}"
             )
-            held: list[NeedsApproval] = []
-            for spec in response.tool_calls:
-                decision = self.gate.submit(state, spec)
-                decisions.append(decision)
-                if isinstance(decision, NeedsApproval):
-                    held.append(decision)
-                messages.append(
-                    Message(role="tool", content=_render(decision), tool_call_id=spec.call_id)
-                )
-            if held:
-                ids = ", ".join(h.request_id for h in held)
-                return finish("waiting", "pending", f"waiting for approval: {ids}")
-        return finish("failed", "failed", f"no answer within {agent.contract.max_turns} turns")
+        if cancel_reason is not None:
+            return self._finish(
+                record.run_id,
+                Finish(
+                    status="cancelled", outcome="abandoned", reason=cancel_reason, code="cancelled"
+                ),
+                [],
+            )
+        history = History.from_events(self.store.events(run_id))
+        raw = self.store.raw_payloads(run_id)
+        state = RunState(
+            run_id=run_id,
+            agent=workflow.agent,
+            tenant_id=record.tenant_id,
+            principal_id=record.principal_id,
+            initiator=record.initiator,
+        )
+        ctx = RunContext(
+            state=state,
+            history=history,
+            raw=raw,
+            store=self.store,
+            gate=self.gate,
+            vault=self.vault,
+            clock=self.clock,
+            worker=worker,
+        )
+        task = self.vault.open(
+            tenant_id=record.tenant_id, run_id=run_id, name="0:input", data=raw["0:input"]
+        )
+        try:
+            finish = _outcome(workflow.fn(ctx, task))
+        except Suspend as wait:
+            return self._suspend(ctx, wait)
+        except Stop as stop:
+            finish = stop.finish
+        except CharterError as exc:
+            finish = Finish(status="failed", outcome="failed", reason=str(exc), code=exc.code)
+        except Exception as exc:  # noqa: BLE001 - workflow code is the user's; end on record
+            reason = redact_text(f"workflow raised {type(exc).__name__}: {exc}")
+            finish = Finish(status="failed", outcome="failed", reason=reason, code="workflow_error")
+        return self._finish(run_id, finish, ctx.decisions)
+
+    def _suspend(self, ctx: RunContext, wait: Suspend) -> RunResult:
+        event = RunSuspended(
+            waiting_on=wait.waiting_on,
+            wake_at=wait.wake_at,
+            reason=wait.reason,
+            active_ms=ctx.active_ms,
+        )
+        self.store.append(ctx.run_id, [event])
+        record = self.store.get_run(ctx.run_id)
+        return _result(record, ctx.decisions, waiting_on=wait.waiting_on)
+
+    def _finish(self, run_id: str, finish: Finish, decisions: list[Decision]) -> RunResult:
+        record = self.store.get_run(run_id)
+        event = RunFinished(
+            status=finish.status,
+            outcome=finish.outcome,
+            reason=finish.reason,
+            cost_usd=round(record.cost_usd, 6),
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            code=finish.code,
+        )
+        self.store.append(run_id, [event])
+        return _result(self.store.get_run(run_id), decisions)
+
+    # --- approvals that nobody decided ---------------------------------------------------------
+    def expire(self, request: ApprovalRecord, workflow: Workflow) -> ApprovalExpired | None:
+        """Apply the tier's `on_expiry` to an expired request: deny, or escalate a tier up.
+
+        Returns None when a decision won the race and the request is no longer pending.
+        """
+        contract = workflow.agent.contract
+        tier = contract.approval_tiers.get(request.tier)
+        events: list[Event]
+        if tier is None or tier.on_expiry == "deny" or tier.escalate_to is None:
+            expired = ApprovalExpired(
+                step=request.step, request_id=request.request_id, action="deny"
+            )
+            events = [expired]
+        else:
+            upper = contract.approval_tiers[tier.escalate_to]
+            new_id = "apr_" + secrets.token_hex(8)
+            expired = ApprovalExpired(
+                step=request.step,
+                request_id=request.request_id,
+                action="escalate",
+                escalated_to=new_id,
+            )
+            events = [
+                expired,
+                ApprovalRequested(
+                    step=request.step,
+                    request_id=new_id,
+                    tool=request.tool,
+                    tier=tier.escalate_to,
+                    role=upper.role,
+                    approvers=upper.approvers,
+                    expires_at=iso(self.clock() + timedelta(seconds=upper.expires_after)),
+                    summary=request.summary,
+                    diff=request.diff,
+                    excluded=request.excluded,
+                ),
+            ]
+        try:
+            self.store.append(request.run_id, events)
+        except StateError:
+            return None
+        return expired
+
+
+def _outcome(returned: object) -> Finish:
+    """How a workflow's return value ends its run."""
+    if isinstance(returned, Finish):
+        return returned
+    return Finish(reason="workflow returned" if returned is None else redact_text(str(returned)))
+
+
+def _result(
+    record: RunRecord, decisions: list[Decision], *, waiting_on: list[str] | None = None
+) -> RunResult:
+    return RunResult(
+        run_id=record.run_id,
+        status=record.status,
+        outcome=record.outcome or "",
+        reason=record.reason or "",
+        decisions=decisions,
+        cost_usd=record.cost_usd,
+        waiting_on=waiting_on or [],
+    )

@@ -7,17 +7,23 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from charter._events import (
+    ApprovalDecided,
+    ApprovalExpired,
     ApprovalRequested,
     CheckRecorded,
     GateDecided,
     ModelResponded,
     RunFinished,
+    RunResumed,
     RunStarted,
+    RunSuspended,
+    TimerStarted,
     ToolCompleted,
     ToolProposed,
 )
 
 if TYPE_CHECKING:
+    from charter._events import Event
     from charter.store import StoredEvent
 
 __all__ = ["describe"]
@@ -37,37 +43,63 @@ def describe(stored: StoredEvent) -> str:
     match stored.event:
         case RunStarted() as e:
             body = f"run started for {e.tenant_id} as {e.principal_id}: {escape(e.task[:80])!s}"
+        case TimerStarted() as e:
+            body = f"[bold]step {e.step}[/] sleeps {e.seconds:g}s, until {e.wake_at[:19]}"
+        case RunSuspended() as e:
+            body = f"run [yellow]waiting[/]: {escape(e.reason)}"
+        case RunResumed() as e:
+            body = (
+                f"run resumed by {escape(e.worker)} ({escape(e.reason)}, "
+                f"{e.replayed_steps} step(s) answered from the log)"
+            )
+        case RunFinished() as e:
+            body = f"run {e.status}: [bold]{e.outcome}[/] {escape(e.reason)} (${e.cost_usd:.4f})"
+        case event:
+            body = _describe_step(event)
+    return head + body
+
+
+def _describe_step(event: Event) -> str:  # noqa: PLR0911 - one line per event kind
+    match event:
         case ModelResponded() as e:
             calls = ", ".join(c.tool for c in e.tool_calls) or "no tool calls"
             text = f" “{escape(e.text[:60])}”" if e.text else ""
-            body = (
-                f"model turn {e.turn}: {calls}{text} "
+            return (
+                f"[bold]step {e.step}[/] model: {calls}{text} "
                 f"[dim]({e.prompt_tokens}+{e.completion_tokens} tok, ${e.cost_usd:.5f})[/]"
             )
         case ToolProposed() as e:
-            body = (
+            return (
                 f"[bold]step {e.step}[/] proposes {e.tool} ({e.effect}) {escape(str(e.arguments))}"
             )
         case CheckRecorded() as e:
             style = _OUTCOME_STYLE[e.outcome]
-            body = (
+            return (
                 f"   {e.check:<11} [{style}]{e.outcome:<7}[/] {escape(e.reason)} "
                 f"[dim]<{escape(e.source)}>[/]"
             )
         case GateDecided() as e:
             style = {"allowed": "green", "denied": "red"}.get(e.decision, "yellow")
-            body = f"   decision  [{style}]{e.decision}[/] {escape(e.reason)}"
+            return f"   decision  [{style}]{e.decision}[/] {escape(e.reason)}"
         case ApprovalRequested() as e:
-            body = (
+            return (
                 f"   approval  {e.request_id} needs {e.approvers} {e.role}(s) of tier {e.tier}, "
                 f"expires {e.expires_at[:16]}"
             )
         case ToolCompleted() as e:
             result = "ok" if e.status == "ok" else f"[red]{e.error_code}[/]"
-            body = (
+            return (
                 f"   executed  {e.tool} {result} in {e.latency_ms:.1f} ms, attempt(s) {e.attempts} "
                 f"[dim]key {e.idempotency_key}[/]"
             )
-        case RunFinished() as e:
-            body = f"run {e.status}: [bold]{e.outcome}[/] {escape(e.reason)} (${e.cost_usd:.4f})"
-    return head + body
+        case ApprovalDecided() as e:
+            style = "green" if e.decision == "approve" else "red"
+            return (
+                f"   approval  {e.request_id} [{style}]{e.decision}[/] by {escape(e.approver)}: "
+                f"{escape(e.reason)} ({e.granted} of {e.needed}, {e.status})"
+            )
+        case ApprovalExpired() as e:
+            then = f" to {e.escalated_to}" if e.escalated_to else ""
+            return f"   approval  {e.request_id} [yellow]expired[/]: {e.action}{then}"
+        case _:
+            return escape(event.kind)

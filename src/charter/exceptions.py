@@ -31,11 +31,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "ApprovalRefused",
     "CharterError",
     "ConfigError",
     "ContractError",
     "CredentialError",
     "ModelError",
+    "NonDeterminismError",
     "NotFoundError",
     "PermanentToolError",
     "PolicyLoadError",
@@ -43,6 +45,7 @@ __all__ = [
     "RetryableToolError",
     "RunError",
     "SchemaVersionError",
+    "StateError",
     "StoreError",
     "ToolDefinitionError",
     "ToolError",
@@ -128,6 +131,24 @@ class NotFoundError(UserError):
     code = "not_found"
 
 
+class StateError(UserError):
+    """The target exists but is in the wrong state.
+
+    Approving a request that is not pending, cancelling a run that already ended.
+    """
+
+    code = "invalid_state"
+
+
+class ApprovalRefused(UserError):
+    """An approval decision Charter will not count.
+
+    Wrong role, separation of duties, a second vote by the same person, a malformed reason.
+    """
+
+    code = "approval_refused"
+
+
 class RunError(CharterError):
     """Something went wrong while a run executed."""
 
@@ -180,6 +201,12 @@ class ModelError(RunError):
     """The model failed or produced something that cannot be used (unknown tool, bad JSON)."""
 
     code = "model_error"
+
+
+class NonDeterminismError(RunError):
+    """Replaying a run, the workflow asked for a different step than the log recorded."""
+
+    code = "nondeterminism"
 
 
 class StoreError(CharterError):

@@ -36,10 +36,12 @@ def check_kill_switch(call: Call, controls: Controls) -> CheckResult:
 
 def check_principal(call: Call, controls: Controls) -> CheckResult:
     """Deny unless the credential is known, active, and is this agent's identity for this tenant."""
-    identity = controls.identity(call.run.token_hash)
+    identity = controls.identity(call.run.principal_id)
     contract = call.run.agent.contract
     if identity is None:
-        return CheckResult.denied("principal", "unknown credential", "identities")
+        return CheckResult.denied(
+            "principal", f"unknown principal {call.run.principal_id}", "identities"
+        )
     call.identity = identity
     if not identity.active:
         return CheckResult.denied(

@@ -30,10 +30,12 @@ class RunState:
     run_id: str
     agent: Agent
     tenant_id: str
-    token_hash: str
-    """SHA-256 of the agent's credential; re-checked on every call, so revocation bites."""
+    principal_id: str
+    """The agent identity the run acts as, authenticated by its credential when the run started;
+    re-checked on every call, so revocation bites even in a run resumed days later."""
     spent_usd: float = 0.0
-    steps: int = 0
+    initiator: str = ""
+    """Who started the run; separation of duties keeps them from approving its steps."""
     approvals: dict[int, int] = field(default_factory=dict)
     """Step -> approvals granted for it."""
 

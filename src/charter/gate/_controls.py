@@ -1,8 +1,8 @@
 """Kill switches and credentials, cached and refreshed by one cheap read per call.
 
-Every kill-switch or revocation change bumps the store's control version; the gate reads that
-one integer per call and reloads only when it moved. So an SRE's kill switch or a revocation
-from any process takes effect at the very next call, at the cost of one indexed read.
+Every kill-switch, revocation or cancellation change bumps the store's control version; the
+gate reads that one integer per call and reloads only when it moved. So an SRE's kill switch or
+a revocation from any process takes effect at the very next call, at the cost of one read.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Controls:
         self._store = store
         self._version = -1
         self._switches: list[KillSwitch] = []
+        self._cancellations: set[str] = set()
         self._identities: dict[str, IdentityRecord | None] = {}
 
     def refresh(self) -> None:
@@ -40,6 +41,7 @@ class Controls:
         version = self._store.control_version()
         if version != self._version:
             self._switches = self._store.kill_switches()
+            self._cancellations = self._store.cancellations()
             self._identities = {}
             self._version = version
 
@@ -50,8 +52,12 @@ class Controls:
                 return switch
         return None
 
-    def identity(self, token_hash: str) -> IdentityRecord | None:
-        """The principal holding a credential (revoked ones included), or None."""
-        if token_hash not in self._identities:
-            self._identities[token_hash] = self._store.identity_by_token_hash(token_hash)
-        return self._identities[token_hash]
+    def identity(self, identity_id: str) -> IdentityRecord | None:
+        """A principal by id (revoked ones included), or None."""
+        if identity_id not in self._identities:
+            self._identities[identity_id] = self._store.get_identity(identity_id)
+        return self._identities[identity_id]
+
+    def cancelled(self, run_id: str) -> bool:
+        """Whether an operator asked to cancel this run while a worker held it."""
+        return run_id in self._cancellations

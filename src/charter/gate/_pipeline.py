@@ -31,6 +31,7 @@ from charter._events import (
     ToolCompleted,
     ToolProposed,
 )
+from charter._time import iso
 from charter.gate._access import check_grant, check_kill_switch, check_principal
 from charter.gate._approval import check_approval
 from charter.gate._call import Call, RunState, idempotency_key, input_hash
@@ -38,7 +39,7 @@ from charter.gate._controls import Controls
 from charter.gate._execute import Executor, validate_output
 from charter.gate._policy import check_budget, check_policy
 from charter.gate._validate import check_schema, check_verifiers
-from charter.privacy import redact
+from charter.privacy import Vault, redact
 
 if TYPE_CHECKING:
     from charter._events import ToolCallSpec
@@ -64,11 +65,15 @@ class Gate:
         *,
         clock: Callable[[], datetime] = _now,
         executor: Executor | None = None,
+        vault: Vault | None = None,
     ) -> None:
         """Build the pipeline. `clock` feeds the policy's time-window context."""
         self._store = store
         self._clock = clock
-        self._controls = Controls(store)
+        self._vault = vault or Vault.for_store(store)
+        self.controls = Controls(store)
+        """Kill switches, identities and cancellations, refreshed per call."""
+        self._controls = self.controls
         self._executor = executor or Executor()
         self.stages: list[Stage] = [
             partial(check_kill_switch, controls=self._controls),
@@ -105,10 +110,12 @@ class Gate:
                 break
         return checks, timings
 
-    def submit(self, run: RunState, spec: ToolCallSpec) -> Decision:
-        """Judge one proposed call and, if allowed, execute and record it exactly once."""
-        run.steps += 1
-        step = run.steps
+    def submit(self, run: RunState, spec: ToolCallSpec, *, step: int) -> Decision:
+        """Judge one proposed call and, if allowed, execute and record it exactly once.
+
+        `step` is the call's place in the run; with the run id it fixes the idempotency key, so
+        a step judged again after a crash or an approval presents the same key downstream.
+        """
         key = idempotency_key(run.run_id, step)
         call = Call(run=run, step=step, spec=spec, idempotency_key=key)
         checks, timings = self.decide(call)
@@ -175,6 +182,22 @@ class Gate:
         self._store.append(run.run_id, events)
         return decision
 
+    def complete(
+        self, run: RunState, spec: ToolCallSpec, *, step: int, policy_ids: list[str]
+    ) -> Decision:
+        """Execute a step whose allowed decision (its intent) is recorded but whose result is not.
+
+        The crash came between the intent and the result, so the effect may have happened. The
+        decision stands as recorded; the call is executed again with the same idempotency key,
+        and the downstream system answers with the effect it already made, or makes it now.
+        """
+        call = Call(
+            run=run, step=step, spec=spec, idempotency_key=idempotency_key(run.run_id, step)
+        )
+        call.tool = run.agent.tools[spec.tool]
+        call.args = call.tool.input_model.model_validate(spec.arguments)
+        return self._execute(call, policy_ids)
+
     def _hold(
         self, call: Call, final: CheckResult, diff: list[dict[str, Any]], policy_ids: list[str]
     ) -> tuple[NeedsApproval, list[Event]]:
@@ -182,6 +205,8 @@ class Gate:
         tier = call.run.agent.contract.approval_tiers[final.tier]
         request_id = "apr_" + secrets.token_hex(8)
         expires = self._clock() + timedelta(seconds=tier.expires_after)
+        contract = call.run.agent.contract
+        excluded = sorted({name for name in (contract.owner, call.run.initiator) if name})
         shown = ", ".join(f"{k}={v!r}" for k, v in redact(call.spec.arguments).items())
         summary = f"{call.spec.tool}({shown})"
         decision = NeedsApproval(
@@ -210,9 +235,10 @@ class Gate:
                 tier=final.tier,
                 role=tier.role,
                 approvers=tier.approvers,
-                expires_at=expires.isoformat(),
+                expires_at=iso(expires),
                 summary=summary,
                 diff=diff,
+                excluded=excluded,
             ),
         ]
         return decision, events
@@ -266,7 +292,15 @@ class Gate:
             cost_usd=cost,
             idempotency_key=call.idempotency_key,
         )
-        self._store.append(run.run_id, [*_check_events(call.step, checks, timings), completed])
+        raw = None
+        if output is not None:
+            sealed = self._vault.seal(
+                tenant_id=run.tenant_id, run_id=run.run_id, name=f"{call.step}:output", value=output
+            )
+            raw = {f"{call.step}:output": sealed}
+        self._store.append(
+            run.run_id, [*_check_events(call.step, checks, timings), completed], raw=raw
+        )
         if failed:
             bad = checks[-2]
             return Failed(

@@ -1,7 +1,8 @@
-"""Data protection: redaction before anything is written in clear."""
+"""Data protection: redaction before anything is written in clear; raw payloads encrypted."""
 
 from __future__ import annotations
 
 from charter.privacy._redact import redact, redact_text
+from charter.privacy._vault import Vault
 
-__all__ = ["redact", "redact_text"]
+__all__ = ["Vault", "redact", "redact_text"]

@@ -13,17 +13,22 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter._events import (
+    ApprovalDecided,
+    ApprovalExpired,
     Event,
     EventAdapter,
     ModelResponded,
     RunFinished,
+    RunResumed,
     RunStarted,
     RunStatus,
+    RunSuspended,
     ToolCompleted,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
 
     from charter.store._chain import ChainReport
 
@@ -31,6 +36,7 @@ __all__ = [
     "ApprovalRecord",
     "IdentityRecord",
     "KillSwitch",
+    "Lease",
     "RunRecord",
     "Store",
     "StoredEvent",
@@ -79,14 +85,29 @@ class RunRecord:
     started_at: str = ""
     updated_at: str = ""
     event_count: int = 0
+    initiator: str = ""
+    runnable: bool = False
+    """A worker should pick the run up (once `wake_at` has passed, if set)."""
+    wake_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return dict(self.__dict__)
 
+    @property
+    def final(self) -> bool:
+        """The run ended; nothing will resume it."""
+        return self.status in ("completed", "failed", "cancelled")
+
     def sealed_summary(self) -> str:
-        """The fields the head seal covers, as one canonical string."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The fields the head seal covers, as one canonical string.
+
+        The list is fixed, not "every field": adding a projection field must not break the seals
+        of runs written before it existed. Scheduling fields are left out; the events they are
+        projected from are chained.
+        """
+        covered = {name: getattr(self, name) for name in _SEALED_FIELDS}
+        return json.dumps(covered, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def starting(cls, *, run_id: str, started: RunStarted, ts: str) -> RunRecord:
@@ -105,6 +126,8 @@ class RunRecord:
             budget_usd=started.budget_usd,
             started_at=ts,
             updated_at=ts,
+            initiator=started.initiator,
+            runnable=True,
         )
 
     def apply(self, event: Event, *, ts: str) -> RunRecord:
@@ -118,11 +141,65 @@ class RunRecord:
                 }
             case ToolCompleted():
                 changes = {"cost_usd": self.cost_usd + event.cost_usd}
+            case RunSuspended():
+                changes = {
+                    "status": "waiting",
+                    "outcome": "pending",
+                    "reason": event.reason,
+                    "runnable": event.wake_at is not None,
+                    "wake_at": event.wake_at,
+                }
+            case RunResumed():
+                changes = {"status": "running", "outcome": None, "runnable": True, "wake_at": None}
+            case ApprovalDecided(status="approved" | "denied") | ApprovalExpired(action="deny"):
+                # A decided step lets the workflow go on; a worker picks the run up.
+                changes = {"runnable": not self.final, "wake_at": None}
             case RunFinished():
-                changes = {"status": event.status, "outcome": event.outcome, "reason": event.reason}
+                changes = {
+                    "status": event.status,
+                    "outcome": event.outcome,
+                    "reason": event.reason,
+                    "runnable": False,
+                    "wake_at": None,
+                }
             case _:
                 changes = {}
         return replace(self, **changes, updated_at=ts, event_count=self.event_count + 1)
+
+
+_SEALED_FIELDS = (
+    "run_id",
+    "agent",
+    "workflow",
+    "tenant_id",
+    "principal_id",
+    "model",
+    "model_kind",
+    "contract_version",
+    "contract_hash",
+    "policy_hash",
+    "budget_usd",
+    "status",
+    "outcome",
+    "reason",
+    "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "started_at",
+    "updated_at",
+    "event_count",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lease:
+    """A worker's claim on a run: it alone runs the run until the lease ends or is released."""
+
+    run_id: str
+    workflow: str
+    owner: str
+    cancel_requested: str | None = None
+    """The operator's reason, when the run is to be cancelled instead of resumed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,7 +266,7 @@ class KillSwitch:
 
 @dataclass(frozen=True, kw_only=True)
 class ApprovalRecord:
-    """An approval request and its state (decisions arrive with durable runs)."""
+    """An approval request and its state, projected from the run's approval events."""
 
     request_id: str
     run_id: str
@@ -198,11 +275,15 @@ class ApprovalRecord:
     tier: str
     role: str
     approvers: int
-    status: Literal["pending", "approved", "denied", "expired"]
+    status: Literal["pending", "approved", "denied", "expired", "escalated", "cancelled"]
     requested_at: str
     expires_at: str
     summary: str
     diff: list[dict[str, Any]] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    """Who may not approve: the agent's owner and the run's initiator."""
+    granted: int = 0
+    decided_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -223,14 +304,29 @@ class Store(ABC):
     head are written in one transaction, or not at all.
     """
 
+    seal_key: bytes
+    """The key that seals run heads; the raw-payload vault derives its keys from it."""
+
     # --- runs and events -------------------------------------------------------------------
     @abstractmethod
-    def start_run(self, run_id: str, started: RunStarted) -> StoredEvent:
-        """Create the run with its first event."""
+    def start_run(
+        self, run_id: str, started: RunStarted, *, raw: Mapping[str, bytes] | None = None
+    ) -> StoredEvent:
+        """Create the run with its first event; it is runnable at once."""
 
     @abstractmethod
-    def append(self, run_id: str, events: Sequence[Event]) -> list[StoredEvent]:
-        """Append events to a run's chain in one durable transaction."""
+    def append(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        raw: Mapping[str, bytes] | None = None,
+    ) -> list[StoredEvent]:
+        """Append events to a run's chain in one durable transaction.
+
+        `raw` holds encrypted raw payloads (by name) written in the same transaction, so an
+        event and the payload that replays it exist together or not at all.
+        """
 
     @abstractmethod
     def events(self, run_id: str) -> list[StoredEvent]:
@@ -250,10 +346,70 @@ class Store(ABC):
     def verify(self, run_id: str | None = None) -> list[ChainReport]:
         """Verify one run's chain, or every run's."""
 
+    @abstractmethod
+    def raw_payloads(self, run_id: str) -> dict[str, bytes]:
+        """A run's encrypted raw payloads by name (`<step>:<what>`), for resume and replay."""
+
+    # --- scheduling ------------------------------------------------------------------------
+    @abstractmethod
+    def claim_run(
+        self, *, owner: str, workflows: Sequence[str], now: datetime, lease_s: float
+    ) -> Lease | None:
+        """Lease one runnable run of these workflows whose timer (if any) is due.
+
+        A run leased by another live owner is never returned; one whose lease ran out (a dead
+        worker) is.
+        """
+
+    @abstractmethod
+    def renew_leases(self, *, owner: str, lease_s: float) -> int:
+        """Extend every lease `owner` holds; returns how many."""
+
+    @abstractmethod
+    def release_run(self, run_id: str, *, owner: str) -> None:
+        """Give up the lease on a run (it suspended, finished or the worker stops)."""
+
+    @abstractmethod
+    def cancel_run(self, run_id: str, *, by: str, reason: str) -> RunRecord:
+        """Cancel a run: at once if no worker holds it, else at the holder's next step.
+
+        Raises:
+            NotFoundError: No such run.
+            StateError: The run already ended.
+        """
+
     # --- approvals -------------------------------------------------------------------------
     @abstractmethod
-    def list_approvals(self, *, status: str | None = "pending") -> list[ApprovalRecord]:
+    def list_approvals(
+        self, *, status: str | None = "pending", run_id: str | None = None
+    ) -> list[ApprovalRecord]:
         """Approval requests, oldest first."""
+
+    @abstractmethod
+    def get_approval(self, request_id: str) -> ApprovalRecord:
+        """One approval request; raises NotFoundError."""
+
+    @abstractmethod
+    def decide_approval(
+        self,
+        request_id: str,
+        *,
+        approver: IdentityRecord,
+        decision: Literal["approve", "deny"],
+        reason: str,
+        now: datetime,
+    ) -> ApprovalDecided:
+        """Count one approver's decision and append it to the run's chain, atomically.
+
+        Raises:
+            NotFoundError: No such request.
+            StateError: The request is no longer pending, or has expired.
+            ApprovalRefused: Wrong role, separation of duties, or a second vote.
+        """
+
+    @abstractmethod
+    def due_approvals(self, *, now: datetime, workflows: Sequence[str]) -> list[ApprovalRecord]:
+        """Pending requests of these workflows' runs whose expiry has passed."""
 
     # --- identities ------------------------------------------------------------------------
     @abstractmethod
@@ -263,6 +419,10 @@ class Store(ABC):
     @abstractmethod
     def identity_by_token_hash(self, token_hash: str) -> IdentityRecord | None:
         """The principal holding this credential, revoked or not; None if unknown."""
+
+    @abstractmethod
+    def get_identity(self, identity_id: str) -> IdentityRecord | None:
+        """A principal by id, revoked or not; None if unknown."""
 
     @abstractmethod
     def list_identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
@@ -288,6 +448,10 @@ class Store(ABC):
     @abstractmethod
     def control_version(self) -> int:
         """A counter bumped by every kill-switch and revocation change; cheap to poll."""
+
+    @abstractmethod
+    def cancellations(self) -> set[str]:
+        """Runs whose cancellation was requested while a worker held them."""
 
     @abstractmethod
     def close(self) -> None:

@@ -92,4 +92,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             diff TEXT NOT NULL
         )""",
     ),
+    # 2: durable runs: scheduling and leases on runs, encrypted raw payloads for replay,
+    # approval votes (one per person per request), cancellation requests.
+    (
+        "ALTER TABLE runs ADD COLUMN initiator TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE runs ADD COLUMN runnable INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN wake_at TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_expires REAL",
+        "ALTER TABLE runs ADD COLUMN cancel_requested TEXT",
+        "CREATE INDEX runs_runnable ON runs (workflow, wake_at) WHERE runnable = 1",
+        """CREATE TABLE payloads (
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            name TEXT NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (run_id, name)
+        ) WITHOUT ROWID""",
+        "ALTER TABLE approvals ADD COLUMN excluded TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE approvals ADD COLUMN granted INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE approvals ADD COLUMN decided_at TEXT",
+        "CREATE INDEX approvals_by_status ON approvals (status, expires_at)",
+        """CREATE TABLE approval_votes (
+            request_id TEXT NOT NULL REFERENCES approvals (request_id),
+            approver_id TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (request_id, approver_id)
+        ) WITHOUT ROWID""",
+    ),
 )

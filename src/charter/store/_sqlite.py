@@ -5,38 +5,56 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charter._events import ApprovalRequested, Event, RunStarted
-from charter.exceptions import NotFoundError, SchemaVersionError, StoreError
+from charter._events import (
+    ApprovalDecided,
+    ApprovalExpired,
+    ApprovalRequested,
+    Event,
+    RunFinished,
+    RunStarted,
+)
+from charter._time import iso, utcnow
+from charter.exceptions import (
+    ApprovalRefused,
+    NotFoundError,
+    SchemaVersionError,
+    StateError,
+    StoreError,
+)
 from charter.store._base import (
     ApprovalRecord,
     IdentityRecord,
     KillSwitch,
+    Lease,
     RunRecord,
     Store,
     StoredEvent,
     dump_payload,
 )
 from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
+from charter.store._lease import lease_is_dead
 from charter.store._migrations import MIGRATIONS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
+    from datetime import datetime
+    from typing import Literal
 
 __all__ = ["SqliteStore"]
 
 _RUN_COLUMNS = (
     "run_id, agent, workflow, tenant_id, principal_id, model, model_kind, contract_version, "
     "contract_hash, policy_hash, budget_usd, status, outcome, reason, cost_usd, prompt_tokens, "
-    "completion_tokens, started_at, updated_at, event_count"
+    "completion_tokens, started_at, updated_at, event_count, initiator, runnable, wake_at"
 )
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return iso(utcnow())
 
 
 class SqliteStore(Store):
@@ -57,7 +75,7 @@ class SqliteStore(Store):
             verify_only: Refuse to migrate; fail if the schema is not current.
         """
         self.path = str(path)
-        self._seal_key = seal_key
+        self.seal_key = seal_key
         self._lock = threading.Lock()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +130,9 @@ class SqliteStore(Store):
             self._db.close()
 
     # --- runs and events -------------------------------------------------------------------
-    def start_run(self, run_id: str, started: RunStarted) -> StoredEvent:
+    def start_run(
+        self, run_id: str, started: RunStarted, *, raw: Mapping[str, bytes] | None = None
+    ) -> StoredEvent:
         """Create the run row and write its first event in one transaction."""
         ts = _now()
         record = RunRecord.starting(run_id=run_id, started=started, ts=ts)
@@ -122,18 +142,30 @@ class SqliteStore(Store):
                 raise StoreError(f"run {run_id} already exists")
             db.execute(
                 f"INSERT INTO runs ({_RUN_COLUMNS}, head_seq, head_hash, head_mac) "
-                f"VALUES ({', '.join('?' * 20)}, 0, ?, '')",
+                f"VALUES ({', '.join('?' * 23)}, 0, ?, '')",
                 (*_record_values(record), GENESIS),
             )
-            return self._append_locked(db, run_id, [started], ts=ts)[0]
+            return self._append_locked(db, run_id, [started], ts=ts, raw=raw)[0]
 
-    def append(self, run_id: str, events: Sequence[Event]) -> list[StoredEvent]:
+    def append(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        raw: Mapping[str, bytes] | None = None,
+    ) -> list[StoredEvent]:
         """Append events, update the run's projection and reseal its head, atomically."""
         with self._write() as db:
-            return self._append_locked(db, run_id, events, ts=_now())
+            return self._append_locked(db, run_id, events, ts=_now(), raw=raw)
 
     def _append_locked(
-        self, db: sqlite3.Connection, run_id: str, events: Sequence[Event], *, ts: str
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        ts: str,
+        raw: Mapping[str, bytes] | None = None,
     ) -> list[StoredEvent]:
         row = db.execute(
             f"SELECT {_RUN_COLUMNS}, head_seq, head_hash FROM runs WHERE run_id = ?", (run_id,)
@@ -141,6 +173,8 @@ class SqliteStore(Store):
         if row is None:
             raise NotFoundError(f"run {run_id} does not exist")
         record = _record_from_row(row)
+        if record.final and events:
+            raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
         seq, prev = row["head_seq"], row["head_hash"]
         stored: list[StoredEvent] = []
         for event in events:
@@ -154,8 +188,7 @@ class SqliteStore(Store):
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (run_id, seq, ts, event.kind, payload, prev, digest),
             )
-            if isinstance(event, ApprovalRequested):
-                _insert_approval(db, run_id, event, ts)
+            _project_approval(db, run_id, event, ts)
             record = record.apply(event, ts=ts)
             stored.append(
                 StoredEvent(
@@ -170,16 +203,22 @@ class SqliteStore(Store):
             )
             prev = digest
         mac = seal(
-            self._seal_key,
+            self.seal_key,
             run_id=run_id,
             seq=seq,
             head_hash=prev,
             summary=record.sealed_summary(),
         )
+        for name, data in (raw or {}).items():
+            db.execute(
+                "INSERT OR REPLACE INTO payloads (run_id, name, data) VALUES (?, ?, ?)",
+                (run_id, name, data),
+            )
         db.execute(
             "UPDATE runs SET status = ?, outcome = ?, reason = ?, cost_usd = ?, "
             "prompt_tokens = ?, completion_tokens = ?, updated_at = ?, event_count = ?, "
-            "head_seq = ?, head_hash = ?, head_mac = ? WHERE run_id = ?",
+            "runnable = ?, wake_at = ?, head_seq = ?, head_hash = ?, head_mac = ? "
+            "WHERE run_id = ?",
             (
                 record.status,
                 record.outcome,
@@ -189,6 +228,8 @@ class SqliteStore(Store):
                 record.completion_tokens,
                 record.updated_at,
                 record.event_count,
+                int(record.runnable),
+                record.wake_at,
                 seq,
                 prev,
                 mac,
@@ -278,22 +319,228 @@ class SqliteStore(Store):
                         head_hash=head["head_hash"],
                         head_mac=head["head_mac"],
                         summary=_record_from_row(head).sealed_summary(),
-                        key=self._seal_key,
+                        key=self.seal_key,
                     )
                 )
         return reports
 
     # --- approvals -------------------------------------------------------------------------
-    def list_approvals(self, *, status: str | None = "pending") -> list[ApprovalRecord]:
-        """Approval requests, oldest first."""
-        sql = "SELECT * FROM approvals"
-        params: tuple[str, ...] = ()
-        if status is not None:
-            sql += " WHERE status = ?"
-            params = (status,)
+    def raw_payloads(self, run_id: str) -> dict[str, bytes]:
+        """A run's encrypted raw payloads by name."""
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY requested_at", params).fetchall()
-        return [ApprovalRecord(**{**dict(r), "diff": json.loads(r["diff"])}) for r in rows]
+            rows = self._db.execute(
+                "SELECT name, data FROM payloads WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        return {r["name"]: bytes(r["data"]) for r in rows}
+
+    # --- scheduling ------------------------------------------------------------------------
+    def claim_run(
+        self, *, owner: str, workflows: Sequence[str], now: datetime, lease_s: float
+    ) -> Lease | None:
+        """Lease the longest-idle runnable run of `workflows`, if any."""
+        if not workflows:
+            return None
+        marks = ", ".join("?" * len(workflows))
+        clock = time.time()
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT run_id, workflow, lease_owner, lease_expires, cancel_requested FROM runs "
+                f"WHERE runnable = 1 AND workflow IN ({marks}) "
+                "AND (wake_at IS NULL OR wake_at <= ?) "
+                "AND (lease_owner IS NULL OR lease_expires < ? OR lease_owner LIKE ?) "
+                "ORDER BY lease_owner IS NOT NULL, updated_at LIMIT 64",
+                (*workflows, iso(now), clock, owner.partition("/")[0] + "/%"),
+            ).fetchall()
+            for row in rows:
+                holder = row["lease_owner"]
+                live = holder is not None and row["lease_expires"] >= clock
+                if live and (holder == owner or not lease_is_dead(holder)):
+                    continue
+                db.execute(
+                    "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ?",
+                    (owner, clock + lease_s, row["run_id"]),
+                )
+                return Lease(
+                    run_id=row["run_id"],
+                    workflow=row["workflow"],
+                    owner=owner,
+                    cancel_requested=row["cancel_requested"],
+                )
+        return None
+
+    def renew_leases(self, *, owner: str, lease_s: float) -> int:
+        """Extend every lease `owner` holds."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE runs SET lease_expires = ? WHERE lease_owner = ?",
+                (time.time() + lease_s, owner),
+            )
+            return cursor.rowcount
+
+    def release_run(self, run_id: str, *, owner: str) -> None:
+        """Give up a lease (a no-op if `owner` no longer holds it)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL "
+                "WHERE run_id = ? AND lease_owner = ?",
+                (run_id, owner),
+            )
+
+    def cancel_run(self, run_id: str, *, by: str, reason: str) -> RunRecord:
+        """Cancel now if no live worker holds the run; otherwise flag it for the holder."""
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT {_RUN_COLUMNS}, lease_owner, lease_expires FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"run {run_id!r} does not exist", hint="`charter runs list` shows the runs"
+                )
+            record = _record_from_row(row)
+            if record.final:
+                raise StateError(
+                    f"run {run_id} already ended ({record.status}); there is nothing to cancel"
+                )
+            why = f"cancelled by {by}: {reason}"
+            holder = row["lease_owner"]
+            held = (
+                holder is not None
+                and row["lease_expires"] >= time.time()
+                and not lease_is_dead(holder)
+            )
+            if held:
+                db.execute("UPDATE runs SET cancel_requested = ? WHERE run_id = ?", (why, run_id))
+                db.execute("UPDATE control_version SET version = version + 1")
+                return record
+            finished = RunFinished(
+                status="cancelled",
+                outcome="abandoned",
+                reason=why,
+                cost_usd=round(record.cost_usd, 6),
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                code="cancelled",
+            )
+            self._append_locked(db, run_id, [finished], ts=_now())
+            db.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE run_id = ?",
+                (run_id,),
+            )
+        return self.get_run(run_id)
+
+    def cancellations(self) -> set[str]:
+        """Runs flagged for cancellation and not yet ended."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id FROM runs WHERE cancel_requested IS NOT NULL "
+                "AND status NOT IN ('completed', 'failed', 'cancelled')"
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    # --- approvals -------------------------------------------------------------------------
+    def list_approvals(
+        self, *, status: str | None = "pending", run_id: str | None = None
+    ) -> list[ApprovalRecord]:
+        """Approval requests, oldest first."""
+        sql = "SELECT * FROM approvals WHERE 1 = 1"
+        params: list[str] = []
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY requested_at, request_id", params).fetchall()
+        return [_approval_from_row(r) for r in rows]
+
+    def get_approval(self, request_id: str) -> ApprovalRecord:
+        """One approval request."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM approvals WHERE request_id = ?", (request_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"approval request {request_id!r} does not exist",
+                hint="`charter approvals list` shows the pending requests",
+            )
+        return _approval_from_row(row)
+
+    def decide_approval(
+        self,
+        request_id: str,
+        *,
+        approver: IdentityRecord,
+        decision: Literal["approve", "deny"],
+        reason: str,
+        now: datetime,
+    ) -> ApprovalDecided:
+        """Validate and count one vote, and append it to the run's chain, in one transaction."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT * FROM approvals WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"approval request {request_id!r} does not exist",
+                    hint="`charter approvals list` shows the pending requests",
+                )
+            request = _approval_from_row(row)
+            _check_vote(request, approver, now)
+            voted = db.execute(
+                "SELECT decision FROM approval_votes WHERE request_id = ? AND approver_id = ?",
+                (request_id, approver.id),
+            ).fetchone()
+            if voted is not None:
+                raise ApprovalRefused(
+                    f"{approver.name} already decided {request_id} ({voted[0]}); "
+                    "a person counts once",
+                    hint=f"a second approver with role {request.role!r} must decide",
+                )
+            ts = _now()
+            db.execute(
+                "INSERT INTO approval_votes (request_id, approver_id, decision, reason, ts) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (request_id, approver.id, decision, reason, ts),
+            )
+            granted = db.execute(
+                "SELECT count(*) FROM approval_votes WHERE request_id = ? AND decision = 'approve'",
+                (request_id,),
+            ).fetchone()[0]
+            status: Literal["pending", "approved", "denied"] = "pending"
+            if decision == "deny":
+                status = "denied"
+            elif granted >= request.approvers:
+                status = "approved"
+            event = ApprovalDecided(
+                step=request.step,
+                request_id=request_id,
+                decision=decision,
+                approver_id=approver.id,
+                approver=approver.name,
+                reason=reason,
+                granted=granted,
+                needed=request.approvers,
+                status=status,
+            )
+            self._append_locked(db, request.run_id, [event], ts=ts)
+        return event
+
+    def due_approvals(self, *, now: datetime, workflows: Sequence[str]) -> list[ApprovalRecord]:
+        """Pending requests past their expiry, for runs of these workflows."""
+        if not workflows:
+            return []
+        marks = ", ".join("?" * len(workflows))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.* FROM approvals a JOIN runs r ON r.run_id = a.run_id "
+                f"WHERE a.status = 'pending' AND a.expires_at <= ? AND r.workflow IN ({marks}) "
+                "ORDER BY a.expires_at",
+                (iso(now), *workflows),
+            ).fetchall()
+        return [_approval_from_row(r) for r in rows]
 
     # --- identities ------------------------------------------------------------------------
     def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
@@ -326,6 +573,14 @@ class SqliteStore(Store):
         with self._lock:
             row = self._db.execute(
                 "SELECT * FROM identities WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        return None if row is None else _identity_from_row(row)
+
+    def get_identity(self, identity_id: str) -> IdentityRecord | None:
+        """A principal by id, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM identities WHERE id = ?", (identity_id,)
             ).fetchone()
         return None if row is None else _identity_from_row(row)
 
@@ -429,7 +684,8 @@ def _record_values(record: RunRecord) -> tuple[Any, ...]:
 
 
 def _record_from_row(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(**{name.strip(): row[name.strip()] for name in _RUN_COLUMNS.split(",")})
+    values = {name.strip(): row[name.strip()] for name in _RUN_COLUMNS.split(",")}
+    return RunRecord(**{**values, "runnable": bool(values["runnable"])})
 
 
 def _identity_from_row(row: sqlite3.Row) -> IdentityRecord:
@@ -446,26 +702,92 @@ def _identity_from_row(row: sqlite3.Row) -> IdentityRecord:
     )
 
 
-def _insert_approval(
-    db: sqlite3.Connection, run_id: str, event: ApprovalRequested, ts: str
-) -> None:
-    db.execute(
-        "INSERT INTO approvals (request_id, run_id, step, tool, tier, role, approvers, status, "
-        "requested_at, expires_at, summary, diff) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-        (
-            event.request_id,
-            run_id,
-            event.step,
-            event.tool,
-            event.tier,
-            event.role,
-            event.approvers,
-            ts,
-            event.expires_at,
-            event.summary,
-            json.dumps(event.diff),
-        ),
+def _check_vote(request: ApprovalRecord, approver: IdentityRecord, now: datetime) -> None:
+    """Everything that makes a vote not count, before anything is written."""
+    if request.status != "pending":
+        raise StateError(
+            f"approval request {request.request_id} is {request.status}, not pending",
+            hint="`charter approvals list` shows the requests still waiting",
+        )
+    if request.expires_at <= iso(now):
+        raise StateError(
+            f"approval request {request.request_id} expired at {request.expires_at}",
+            hint="a worker applies the tier's on_expiry rule (deny or escalate)",
+        )
+    if approver.kind != "human" or not approver.active:
+        raise ApprovalRefused(f"{approver.name} is not an active human principal")
+    if request.role not in approver.roles:
+        raise ApprovalRefused(
+            f"{approver.name} does not have the role {request.role!r} this tier needs",
+            hint=f"charter identity create --human NAME --role {request.role}",
+        )
+    if approver.name in request.excluded or approver.id in request.excluded:
+        raise ApprovalRefused(
+            f"{approver.name} may not approve {request.request_id}: separation of duties "
+            "excludes the agent's owner and the run's initiator",
+            hint=f"another person with role {request.role!r} must decide",
+        )
+
+
+def _project_approval(db: sqlite3.Connection, run_id: str, event: Event, ts: str) -> None:
+    """Keep the approvals table in step with the approval events appended in this transaction."""
+    match event:
+        case ApprovalRequested():
+            db.execute(
+                "INSERT INTO approvals (request_id, run_id, step, tool, tier, role, approvers, "
+                "status, requested_at, expires_at, summary, diff, excluded) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (
+                    event.request_id,
+                    run_id,
+                    event.step,
+                    event.tool,
+                    event.tier,
+                    event.role,
+                    event.approvers,
+                    ts,
+                    event.expires_at,
+                    event.summary,
+                    json.dumps(event.diff),
+                    json.dumps(event.excluded),
+                ),
+            )
+        case ApprovalDecided():
+            db.execute(
+                "UPDATE approvals SET granted = ?, status = ?, decided_at = ? WHERE request_id = ?",
+                (
+                    event.granted,
+                    event.status,
+                    None if event.status == "pending" else ts,
+                    event.request_id,
+                ),
+            )
+        case ApprovalExpired():
+            cursor = db.execute(
+                "UPDATE approvals SET status = ?, decided_at = ? "
+                "WHERE request_id = ? AND status = 'pending'",
+                ("expired" if event.action == "deny" else "escalated", ts, event.request_id),
+            )
+            if cursor.rowcount == 0:
+                # Decided meanwhile: the decision stands and this expiry is void.
+                raise StateError(f"approval request {event.request_id} is no longer pending")
+        case RunFinished():
+            db.execute(
+                "UPDATE approvals SET status = 'cancelled', decided_at = ? "
+                "WHERE run_id = ? AND status = 'pending'",
+                (ts, run_id),
+            )
+        case _:
+            pass
+
+
+def _approval_from_row(row: sqlite3.Row) -> ApprovalRecord:
+    return ApprovalRecord(
+        **{
+            **dict(row),
+            "diff": json.loads(row["diff"]),
+            "excluded": json.loads(row["excluded"]),
+        }
     )
 
 

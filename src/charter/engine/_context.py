@@ -1,0 +1,393 @@
+"""The run context: the one door through which a workflow reaches models, tools and time.
+
+Every call through `ctx` is a numbered step. Resuming a run re-executes the workflow from the
+top; a step the log already holds is answered from the log (after checking the workflow asked
+for the same thing), and only steps past the log do new work. Workflow code must therefore be
+deterministic given its step results: no clocks, randomness or I/O outside `ctx`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from charter._decision import Decision, Denied, NeedsApproval
+from charter._events import (
+    GateDecided,
+    ModelResponded,
+    RunResumed,
+    TimerStarted,
+    ToolCallSpec,
+)
+from charter._time import iso
+from charter.exceptions import CharterError, NonDeterminismError
+from charter.gate import input_hash
+from charter.models import Message, ModelResponse, ToolSpec, Usage
+from charter.privacy import redact, redact_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from pydantic import JsonValue
+
+    from charter._agent import Agent
+    from charter.engine._history import History, StepRecord
+    from charter.gate import Gate, RunState
+    from charter.privacy import Vault
+    from charter.store import Store
+
+__all__ = ["Finish", "RunContext", "Suspend"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finish:
+    """What a workflow returns to end its run with a specific status and outcome."""
+
+    status: Literal["completed", "failed", "cancelled"] = "completed"
+    outcome: Literal["resolved", "escalated", "failed", "budget_exceeded", "abandoned"] = "resolved"
+    reason: str = ""
+    code: str | None = None
+
+
+class Suspend(BaseException):
+    """Unwinds the workflow when it must wait.
+
+    A BaseException, so an `except Exception` in workflow code cannot swallow it.
+    """
+
+    def __init__(self, *, waiting_on: list[str], wake_at: str | None, reason: str) -> None:
+        """Record what the run waits for."""
+        super().__init__(reason)
+        self.waiting_on = waiting_on
+        self.wake_at = wake_at
+        self.reason = reason
+
+
+class Stop(BaseException):
+    """Unwinds the workflow to end the run (cancelled, timed out, model failure)."""
+
+    def __init__(self, finish: Finish) -> None:
+        """End the run as `finish` says."""
+        super().__init__(finish.reason)
+        self.finish = finish
+
+
+def request_hash(messages: list[Message]) -> str:
+    """SHA-256 of the conversation sent to a model: the context the agent saw."""
+    return hashlib.sha256(json.dumps([m.content for m in messages]).encode()).hexdigest()
+
+
+def response_to_json(response: ModelResponse) -> dict[str, Any]:
+    """A model response as JSON, for its encrypted raw copy."""
+    return {
+        "text": response.text,
+        "tool_calls": [c.model_dump(mode="json") for c in response.tool_calls],
+        "usage": [response.usage.prompt_tokens, response.usage.completion_tokens],
+        "cost_usd": response.cost_usd,
+    }
+
+
+def response_from_json(data: dict[str, Any]) -> ModelResponse:
+    """The model response a raw copy holds."""
+    return ModelResponse(
+        text=data["text"],
+        tool_calls=tuple(ToolCallSpec.model_validate(c) for c in data["tool_calls"]),
+        usage=Usage(prompt_tokens=data["usage"][0], completion_tokens=data["usage"][1]),
+        cost_usd=data["cost_usd"],
+    )
+
+
+class RunContext:
+    """What a workflow function receives: models, tools and timers, each a recorded step."""
+
+    def __init__(
+        self,
+        *,
+        state: RunState,
+        history: History,
+        raw: dict[str, bytes],
+        store: Store,
+        gate: Gate,
+        vault: Vault,
+        clock: Callable[[], datetime],
+        worker: str,
+    ) -> None:
+        """Bind the context to one resumption of one run."""
+        self._state = state
+        self._history = history
+        self._raw = raw
+        self._store = store
+        self._gate = gate
+        self._vault = vault
+        self._clock = clock
+        self._worker = worker
+        self._step = 0
+        self._began = time.perf_counter()
+        self._resumed = False
+        self.replayed = 0
+        """Steps answered from the log in this resumption."""
+        self.decisions: list[Decision] = []
+        """Every tool decision the workflow saw, replayed ones included."""
+
+    # --- what a workflow reads --------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self._state.run_id
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant the run acts for."""
+        return self._state.tenant_id
+
+    @property
+    def agent(self) -> Agent:
+        """The agent: contract, tools, model, policy."""
+        return self._state.agent
+
+    @property
+    def spent_usd(self) -> float:
+        """Model and tool cost so far, replayed steps included."""
+        return self._state.spent_usd
+
+    @property
+    def active_ms(self) -> int:
+        """Running time so far across resumptions; waiting does not count."""
+        return self._history.active_ms + round((time.perf_counter() - self._began) * 1000)
+
+    # --- steps ------------------------------------------------------------------------------
+    def model(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> ModelResponse:
+        """Ask the agent's model; a recorded step answers from the log.
+
+        Raises:
+            NonDeterminismError: The log's step here was not this model call.
+        """
+        step = self._next()
+        asked = request_hash(messages)
+        record = self._history.steps.get(step)
+        if record is not None:
+            self._expect(record, "model", f"model call (request {asked[:12]})")
+            assert record.model is not None  # noqa: S101 - a model step has its event
+            if record.model.request_hash != asked:
+                raise NonDeterminismError(
+                    f"step {step}: the model was sent a different conversation than the log "
+                    f"records (request {asked[:12]}, recorded {record.model.request_hash[:12]})"
+                )
+            response = response_from_json(self._open(f"{step}:response"))
+            self._state.spent_usd += response.cost_usd
+            self.replayed += 1
+            return response
+        self._before_new_work()
+        agent = self.agent
+        started = time.perf_counter()
+        try:
+            response = agent.model.respond(messages, agent.tool_specs() if tools is None else tools)
+        except CharterError as exc:
+            raise Stop(_failed(f"{exc.code}: {exc.message}", exc.code)) from exc
+        except Exception as exc:  # a provider bug must still end the run on record
+            raise Stop(_failed(f"model_error: {type(exc).__name__}: {exc}", "model_error")) from exc
+        latency = (time.perf_counter() - started) * 1000
+        raw = response_to_json(response)
+        event = ModelResponded(
+            step=step,
+            model=agent.model.name,
+            request_hash=asked,
+            response_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
+            text=redact_text(response.text),
+            tool_calls=[
+                c.model_copy(update={"arguments": redact(c.arguments)}) for c in response.tool_calls
+            ],
+            prompt_tokens=response.usage.prompt_tokens,
+            completion_tokens=response.usage.completion_tokens,
+            cost_usd=response.cost_usd,
+            latency_ms=round(latency, 3),
+        )
+        self._store.append(self.run_id, [event], raw={f"{step}:response": self._seal(step, raw)})
+        self._state.spent_usd += response.cost_usd
+        return response
+
+    def tool(
+        self, name: str, arguments: dict[str, JsonValue], *, call_id: str | None = None
+    ) -> Decision:
+        """Propose a tool call to the gate; a recorded step answers from the log.
+
+        Returns the decision: `Allowed` (with the output), `Denied`, `Proposed` or `Failed`. A
+        call held for approval suspends the run here; the workflow resumes at this line with
+        the final decision once approvers decide.
+
+        Raises:
+            NonDeterminismError: The log's step here was another tool or other arguments.
+        """
+        step = self._next()
+        spec = ToolCallSpec(call_id=call_id or f"call_{step}", tool=name, arguments=arguments)
+        record = self._history.steps.get(step)
+        if record is None:
+            self._before_new_work()
+            decision = self._gate.submit(self._state, spec, step=step)
+        else:
+            self._expect_call(record, spec)
+            decision = self._resolve(record, spec)
+        self.decisions.append(decision)
+        if isinstance(decision, NeedsApproval):
+            raise Suspend(
+                waiting_on=[decision.request_id],
+                wake_at=None,
+                reason=f"step {step} ({name}) waits for approval {decision.request_id}",
+            )
+        return decision
+
+    def sleep(self, seconds: float) -> None:
+        """A durable timer: the run suspends, holding no thread, and resumes once it is due."""
+        step = self._next()
+        record = self._history.steps.get(step)
+        if record is not None:
+            self._expect(record, "timer", f"sleep({seconds:g})")
+            assert record.timer is not None  # noqa: S101
+            wake_at = record.timer.wake_at
+            self.replayed += 1
+        else:
+            self._before_new_work()
+            wake_at = iso(self._clock() + timedelta(seconds=seconds))
+            timer = TimerStarted(step=step, seconds=seconds, wake_at=wake_at)
+            self._store.append(self.run_id, [timer])
+        if iso(self._clock()) < wake_at:
+            raise Suspend(
+                waiting_on=["timer"], wake_at=wake_at, reason=f"step {step} sleeps until {wake_at}"
+            )
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _next(self) -> int:
+        self._step += 1
+        return self._step
+
+    def _before_new_work(self) -> None:
+        """Checks that come before any new side effect, and the resume marker."""
+        controls = self._gate.controls
+        controls.refresh()
+        if controls.cancelled(self.run_id):
+            raise Stop(
+                Finish(
+                    status="cancelled",
+                    outcome="abandoned",
+                    reason="cancelled by an operator",
+                    code="cancelled",
+                )
+            )
+        limit_ms = self.agent.contract.timeouts.run * 1000
+        if self.active_ms > limit_ms:
+            raise Stop(
+                _failed(
+                    f"run timeout ({self.agent.contract.timeouts.run:g}s of running time) reached",
+                    "run_timeout",
+                )
+            )
+        if not self._resumed:
+            self._resumed = True
+            resumed = RunResumed(
+                worker=self._worker,
+                reason="started" if self._step == 1 else f"resumed at step {self._step}",
+                replayed_steps=self.replayed,
+            )
+            self._store.append(self.run_id, [resumed])
+
+    def _expect(self, record: StepRecord, kind: str, asked: str) -> None:
+        if record.kind != kind:
+            recorded = record.tool or record.kind
+            raise NonDeterminismError(
+                f"step {record.step}: the workflow asked for {asked}, but the log records a "
+                f"{record.kind} step ({recorded}) there",
+                hint="workflow code must make the same calls in the same order when replayed; "
+                "deploy changes to new runs only",
+            )
+
+    def _expect_call(self, record: StepRecord, spec: ToolCallSpec) -> None:
+        self._expect(record, "tool", f"tool {spec.tool}")
+        assert record.proposed is not None  # noqa: S101
+        if record.proposed.tool != spec.tool:
+            raise NonDeterminismError(
+                f"step {record.step}: the workflow called {spec.tool}, the log records "
+                f"{record.proposed.tool}"
+            )
+        if record.proposed.input_hash != input_hash(spec.arguments):
+            raise NonDeterminismError(
+                f"step {record.step}: {spec.tool} was called with other arguments than the log "
+                "records (input hash differs)"
+            )
+
+    def _resolve(self, record: StepRecord, spec: ToolCallSpec) -> Decision:
+        """The decision of a step the log already holds, finishing it if it was interrupted."""
+        decided = record.decided
+        if record.completed is not None or (
+            decided is not None and decided.decision in ("denied", "proposed")
+        ):
+            self.replayed += 1
+            output = self._open(f"{record.step}:output") if record.completed else None
+            if record.completed is not None:
+                self._state.spent_usd += record.completed.cost_usd
+            return self._history.recorded_decision(record, output)
+        if decided is None:
+            self._before_new_work()
+            return self._gate.submit(self._state, spec, step=record.step)
+        if decided.decision == "allowed":
+            # The intent is durable but the result is not: finish the step, same key.
+            self._before_new_work()
+            return self._gate.complete(
+                self._state, spec, step=record.step, policy_ids=decided.policy_ids
+            )
+        state = self._history.approval_state(record)
+        if state in ("pending", "escalated"):
+            # Still waiting: nothing new happens, nothing is recorded.
+            assert record.request_id is not None  # noqa: S101
+            return NeedsApproval(
+                step=record.step,
+                tool=spec.tool,
+                tier=decided.tier or "",
+                request_id=record.request_id,
+                reason=decided.reason,
+            )
+        self._before_new_work()
+        if state == "approved":
+            # Judged afresh: a kill switch or policy change since the request still applies.
+            self._state.approvals[record.step] = record.granted
+            return self._gate.submit(self._state, spec, step=record.step)
+        return self._deny_unapproved(record, spec, state)
+
+    def _deny_unapproved(self, record: StepRecord, spec: ToolCallSpec, state: str | None) -> Denied:
+        if state == "expired":
+            reason = f"approval {record.request_id} expired with no decision"
+        else:
+            refusals = [v for v in record.verdicts if v.decision == "deny"]
+            by = refusals[-1] if refusals else None
+            reason = f"denied by {by.approver}: {by.reason}" if by else "approval denied"
+        decided = GateDecided(
+            step=record.step,
+            tool=spec.tool,
+            decision="denied",
+            check="approval",
+            reason=reason,
+            policy_ids=record.decided.policy_ids if record.decided else [],
+        )
+        self._store.append(self.run_id, [decided])
+        return Denied(step=record.step, tool=spec.tool, check="approval", reason=reason)
+
+    def _seal(self, step: int, value: Any) -> bytes:  # noqa: ANN401 - any JSON value
+        return self._vault.seal(
+            tenant_id=self.tenant_id, run_id=self.run_id, name=f"{step}:response", value=value
+        )
+
+    def _open(self, name: str) -> Any:  # noqa: ANN401 - any JSON value
+        data = self._raw.get(name)
+        if data is None:
+            raise NonDeterminismError(
+                f"{name}: the raw payload that replays this step is missing from the store"
+            )
+        return self._vault.open(tenant_id=self.tenant_id, run_id=self.run_id, name=name, data=data)
+
+
+def _failed(reason: str, code: str) -> Finish:
+    return Finish(status="failed", outcome="failed", reason=reason, code=code)

@@ -1,0 +1,150 @@
+"""A run's log read back as steps: what each step recorded, for resume, replay and explain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from charter._decision import Allowed, Decision, Denied, Failed, Proposed
+from charter._events import (
+    ApprovalDecided,
+    ApprovalExpired,
+    ApprovalRequested,
+    CheckRecorded,
+    GateDecided,
+    ModelResponded,
+    RunStarted,
+    RunSuspended,
+    TimerStarted,
+    ToolCompleted,
+    ToolProposed,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from charter._events import CheckName, Event
+    from charter.store import StoredEvent
+
+__all__ = ["History", "StepRecord"]
+
+StepKind = Literal["model", "tool", "timer"]
+ApprovalState = Literal["pending", "approved", "denied", "expired", "escalated"]
+
+
+@dataclass(kw_only=True)
+class StepRecord:
+    """Everything the log holds about one step."""
+
+    step: int
+    kind: StepKind
+    model: ModelResponded | None = None
+    proposed: ToolProposed | None = None
+    """The first proposal: what the workflow asked for, compared on replay."""
+    decided: GateDecided | None = None
+    """The latest decision (a held step is decided again once approved)."""
+    completed: ToolCompleted | None = None
+    failed_check: CheckName | None = None
+    timer: TimerStarted | None = None
+    request_id: str | None = None
+    """The latest approval request for this step (escalation replaces it)."""
+    granted: int = 0
+    verdicts: list[ApprovalDecided] = field(default_factory=list)
+
+    @property
+    def tool(self) -> str:
+        """The tool the step called ('' for model and timer steps)."""
+        return self.proposed.tool if self.proposed else ""
+
+
+@dataclass(kw_only=True)
+class History:
+    """A run's steps and approval states, folded from its events in order."""
+
+    started: RunStarted
+    steps: dict[int, StepRecord] = field(default_factory=dict)
+    requests: dict[str, ApprovalState] = field(default_factory=dict)
+    active_ms: int = 0
+    """Running time before the latest suspension."""
+
+    @classmethod
+    def from_events(cls, events: Sequence[StoredEvent]) -> History:
+        """Fold a run's stored events (the first is `run.started`)."""
+        first = events[0].event
+        if not isinstance(first, RunStarted):
+            msg = f"run {events[0].run_id} does not begin with run.started"
+            raise TypeError(msg)
+        history = cls(started=first)
+        for stored in events[1:]:
+            history._apply(stored)
+        return history
+
+    def _tool_step(self, step: int) -> StepRecord:
+        return self.steps.setdefault(step, StepRecord(step=step, kind="tool"))
+
+    def _apply(self, stored: StoredEvent) -> None:
+        match stored.event:
+            case ModelResponded() as e:
+                self.steps[e.step] = StepRecord(step=e.step, kind="model", model=e)
+            case TimerStarted() as e:
+                self.steps[e.step] = StepRecord(step=e.step, kind="timer", timer=e)
+            case RunSuspended() as e:
+                self.active_ms = e.active_ms
+            case event:
+                self._apply_tool(event)
+
+    def _apply_tool(self, event: Event) -> None:
+        match event:
+            case ToolProposed() as e:
+                record = self._tool_step(e.step)
+                record.proposed = record.proposed or e
+            case CheckRecorded(outcome="fail") as e:
+                self._tool_step(e.step).failed_check = e.check
+            case GateDecided() as e:
+                self._tool_step(e.step).decided = e
+            case ApprovalRequested() as e:
+                self._tool_step(e.step).request_id = e.request_id
+                self.requests[e.request_id] = "pending"
+            case ApprovalDecided() as e:
+                record = self._tool_step(e.step)
+                record.granted = e.granted
+                record.verdicts.append(e)
+                self.requests[e.request_id] = e.status
+            case ApprovalExpired() as e:
+                self.requests[e.request_id] = "expired" if e.action == "deny" else "escalated"
+            case ToolCompleted() as e:
+                self._tool_step(e.step).completed = e
+            case _:
+                pass
+
+    def approval_state(self, record: StepRecord) -> ApprovalState | None:
+        """The state of the step's latest approval request, if it has one."""
+        return None if record.request_id is None else self.requests[record.request_id]
+
+    def recorded_decision(self, record: StepRecord, output: dict[str, object] | None) -> Decision:
+        """The decision a finished tool step ended with; `output` is its raw output if allowed."""
+        completed, decided = record.completed, record.decided
+        if completed is not None:
+            if completed.status == "ok":
+                return Allowed(
+                    step=record.step,
+                    tool=completed.tool,
+                    output=dict(output or {}),
+                    policy_ids=tuple(decided.policy_ids) if decided else (),
+                )
+            return Failed(
+                step=record.step,
+                tool=completed.tool,
+                check=record.failed_check or "execute",
+                code=completed.error_code or "tool_error",
+                reason=completed.error or "",
+            )
+        assert decided is not None  # noqa: S101 - callers check the step is finished
+        if decided.decision == "proposed":
+            return Proposed(step=record.step, tool=decided.tool, diff=tuple(decided.diff))
+        return Denied(
+            step=record.step,
+            tool=decided.tool,
+            check=decided.check or "approval",
+            reason=decided.reason,
+        )

@@ -1,0 +1,114 @@
+"""Workflows: plain functions of a run context, registered with the agent they run as."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from charter._decision import Allowed, Decision, Denied, Failed, NeedsApproval, Proposed
+from charter.engine._context import Finish, RunContext
+from charter.exceptions import ConfigError
+from charter.models import Message
+
+if TYPE_CHECKING:
+    from charter._agent import Agent
+    from charter._config import Config
+
+__all__ = ["Workflow", "WorkflowFn", "agent_loop", "load_workflows"]
+
+WorkflowFn = Callable[[RunContext, Any], Any]
+"""`fn(ctx, input)`: returns a `Finish`, or any value (the run then completes as resolved)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workflow:
+    """A workflow function and the agent whose identity, contract and tools it runs with.
+
+    Its name is the contract's `workflow`; workers run the runs of the workflows they know.
+    """
+
+    agent: Agent
+    fn: WorkflowFn
+
+    @property
+    def name(self) -> str:
+        """The contract's workflow name."""
+        return self.agent.contract.workflow
+
+
+def render(decision: Decision) -> str:
+    """What the model is told about its call: facts, never an error it could argue with."""
+    match decision:
+        case Allowed():
+            return json.dumps(decision.output)
+        case Denied():
+            return f"DENIED by {decision.check}: {decision.reason}"
+        case NeedsApproval():
+            return f"HELD for approval ({decision.tier}), request {decision.request_id}"
+        case Proposed():
+            return "RECORDED as a draft proposal; not executed"
+        case Failed():
+            return f"FAILED ({decision.code}): {decision.reason}"
+
+
+def agent_loop(ctx: RunContext, task: str) -> Finish:
+    """The LLM agent workflow: ask the model, pass each tool call it makes through the gate.
+
+    Ends when the model answers without tool calls, the run's budget is spent, or `max_turns`
+    model turns pass. A held call suspends the run until approvers decide.
+    """
+    agent = ctx.agent
+    contract = agent.contract
+    messages = [
+        Message(role="system", content=agent.instructions),
+        Message(role="user", content=task),
+    ]
+    specs = agent.tool_specs()
+    cap = contract.budget.per_run_usd
+    for _ in range(contract.max_turns):
+        if cap is not None and ctx.spent_usd >= cap:
+            return Finish(outcome="budget_exceeded", reason=f"spent ${ctx.spent_usd:.4f}")
+        response = ctx.model(messages, specs)
+        if not response.tool_calls:
+            return Finish(reason=response.text or "model ended its turn")
+        messages.append(
+            Message(role="assistant", content=response.text, tool_calls=response.tool_calls)
+        )
+        for call in response.tool_calls:
+            decision = ctx.tool(call.tool, call.arguments, call_id=call.call_id)
+            messages.append(
+                Message(role="tool", content=render(decision), tool_call_id=call.call_id)
+            )
+    return Finish(
+        status="failed",
+        outcome="failed",
+        reason=f"no answer within {contract.max_turns} turns",
+        code="max_turns",
+    )
+
+
+def load_workflows(target: str, config: Config) -> list[Workflow]:
+    """Import `module:factory` and call `factory(config)` for the workflows it provides.
+
+    Raises:
+        ConfigError: The target does not import, or does not provide workflows.
+    """
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(
+            f"--app {target!r} is not module:factory", hint="e.g. --app charter.examples:workflows"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot load {target}: {exc}", hint="is the module on the Python path?"
+        ) from exc
+    provided = factory(config)
+    workflows = list(provided) if isinstance(provided, Iterable) else []
+    if not workflows or not all(isinstance(w, Workflow) for w in workflows):
+        raise ConfigError(f"{target} must return Workflow objects, got {provided!r}")
+    return workflows
