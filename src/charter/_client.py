@@ -6,11 +6,15 @@ It is separate from the runtime (`ControlPlane`): reading a log never needs a mo
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from charter._events import ApprovalDecided
 from charter._export import run_record
 from charter._identity import IssuedCredential, create_agent_identity, create_human
-from charter.exceptions import UserError
+from charter._time import utcnow
+from charter.exceptions import ApprovalRefused, CredentialError, UserError
+from charter.gate import hash_token
+from charter.privacy import redact_text
 from charter.store import KillSwitch, open_store
 
 if TYPE_CHECKING:
@@ -78,9 +82,86 @@ class Client:
         """Verify one run's hash chain and seal, or every run's."""
         return self.store.verify(run_id)
 
-    def approvals(self, *, status: str | None = "pending") -> list[ApprovalRecord]:
-        """Approval requests."""
-        return self.store.list_approvals(status=status)
+    def cancel(self, run_id: str, *, by: str, token: str | None, reason: str) -> RunRecord:
+        """Cancel a run as operator `by`: at once if it waits, else at its worker's next step.
+
+        Raises:
+            CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
+            StateError: The run already ended.
+        """
+        operator = self.authenticate(by, token, role="operator")
+        return self.store.cancel_run(run_id, by=operator.name, reason=_checked_reason(reason))
+
+    # --- approvals ----------------------------------------------------------------------------
+    def approvals(
+        self, *, status: str | None = "pending", run_id: str | None = None
+    ) -> list[ApprovalRecord]:
+        """Approval requests, oldest first."""
+        return self.store.list_approvals(status=status, run_id=run_id)
+
+    def approval(self, request_id: str) -> ApprovalRecord:
+        """One approval request."""
+        return self.store.get_approval(request_id)
+
+    def approval_decisions(self, request_id: str) -> list[ApprovalDecided]:
+        """The decisions recorded on a request, from its run's chain."""
+        request = self.store.get_approval(request_id)
+        return [
+            e.event
+            for e in self.store.events(request.run_id)
+            if isinstance(e.event, ApprovalDecided) and e.event.request_id == request_id
+        ]
+
+    def decide(
+        self,
+        request_id: str,
+        *,
+        approver: str,
+        token: str | None,
+        decision: Literal["approve", "deny"],
+        reason: str,
+    ) -> ApprovalDecided:
+        """Record `approver`'s decision on a request, authenticated by their credential.
+
+        Raises:
+            CredentialError: `token` is not `approver`'s active credential.
+            ApprovalRefused: A malformed reason, the wrong role, separation of duties, or a
+                second vote by the same person.
+            StateError: The request is not pending (decided, expired, or its run ended).
+        """
+        person = self.authenticate(approver, token)
+        return self.store.decide_approval(
+            request_id,
+            approver=person,
+            decision=decision,
+            reason=_checked_reason(reason),
+            now=utcnow(),
+        )
+
+    def authenticate(
+        self, name: str, token: str | None, *, role: str | None = None
+    ) -> IdentityRecord:
+        """The active human principal `name`, proven by `token`.
+
+        Raises:
+            CredentialError: No token, a token of someone else, a revoked one, or a missing role.
+        """
+        if not token:
+            raise CredentialError(
+                f"acting as {name} needs {name}'s credential",
+                hint="export CHARTER_TOKEN=<the token `charter identity create --human` printed>",
+            )
+        found = self.store.identity_by_token_hash(hash_token(token))
+        if found is None or found.kind != "human" or found.name != name:
+            raise CredentialError(f"the credential given is not {name}'s")
+        if not found.active:
+            raise CredentialError(f"{name}'s credential was revoked ({found.id})")
+        if role is not None and role not in found.roles:
+            raise CredentialError(
+                f"{name} does not have the {role} role",
+                hint=f"charter identity create --human {name} --role {role}",
+            )
+        return found
 
     # --- identities ---------------------------------------------------------------------------
     def create_agent_identity(
@@ -138,3 +219,19 @@ class Client:
     def kill_switches(self) -> list[KillSwitch]:
         """Engaged kill switches."""
         return self.store.kill_switches()
+
+
+_MAX_REASON = 500
+
+
+def _checked_reason(reason: str) -> str:
+    """A reason fit for the audit log: present, printable, bounded; redacted before it is kept."""
+    text = reason.strip()
+    if not text:
+        raise ApprovalRefused("a reason is required", hint='--reason "why you decided so"')
+    if len(text) > _MAX_REASON or not text.isprintable():
+        raise ApprovalRefused(
+            f"the reason must be one printable line of at most {_MAX_REASON} characters",
+            hint="shorten it; link to a ticket for the long story",
+        )
+    return redact_text(text)

@@ -67,6 +67,12 @@ def run_record(events: list[StoredEvent]) -> dict[str, Any]:
                     calls[e.step]["denied_by"] = e.check
             case ApprovalRequested() | ApprovalDecided() | ApprovalExpired() as e:
                 _fold_approval(approvals, e)
+            case ToolCompleted() as e:
+                calls[e.step] |= {
+                    "status": "ok" if e.status == "ok" else "failed",
+                    "latency_ms": e.latency_ms,
+                }
+                cost["usd"] += e.cost_usd
             case RunSuspended() | RunFinished() as e:
                 outcome = _outcome(e)
             case _:

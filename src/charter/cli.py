@@ -8,63 +8,20 @@ input and 1 for a failed check.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from charter._cli_common import config_of, console, emit_json, handled, json_option
+from charter._cli_durable import approvals, explain, replay, runs_cancel, worker
 from charter._client import Client
-from charter._config import Config
 from charter._contract import load_contract
-from charter.exceptions import CharterError, UserError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from charter.exceptions import UserError
 
 __all__ = ["cli", "main"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
-
-
-def _emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-def handled(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn Charter errors into a clear message (or JSON envelope) and an exit status."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except CharterError as exc:
-            if kwargs.get("as_json"):
-                _emit_json({"error": exc.to_dict()})
-            else:
-                errors.print(f"[bold red]error[/] [{exc.code}] {exc.message}", markup=True)
-                if exc.hint:
-                    errors.print(f"  hint: {exc.hint}")
-            sys.exit(2 if isinstance(exc, UserError) else 1)
-
-    return wrapper
-
-
-def _config(ctx: click.Context) -> Config:
-    obj: dict[str, Any] = ctx.ensure_object(dict)
-    return Config.from_env(os.environ, home=obj.get("home"))
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group()
@@ -87,15 +44,15 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 @handled
 def demo(ctx: click.Context, as_json: bool) -> None:
     """Run the billing-dispute agent over ten disputes for two tenants (offline, scripted model)."""
-    from charter.examples import run_demo, tally  # noqa: PLC0415 - keeps `charter --help` fast
+    from charter.examples import APPROVER, run_demo, tally  # noqa: PLC0415 - keeps --help fast
 
-    config = _config(ctx)
+    config = config_of(ctx)
     report = run_demo(config)
     with Client(config) as client:
         verified = client.verify()
     broken = [r for r in verified if not r.ok]
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "runs": [
                     {
@@ -144,11 +101,27 @@ def demo(ctx: click.Context, as_json: bool) -> None:
     charter = _program()
     if ctx.ensure_object(dict).get("home"):
         charter += f" --home {_shown_path(config.home)}"
+    waiting = [r for _, r in report.runs if r.status == "waiting"]
+    if waiting:
+        request = waiting[0].waiting_on[0]
+        console.print(
+            f"{len(waiting)} refund(s) above the approval threshold wait for a finance approver. "
+            "Approve one, then let a worker finish it:"
+        )
+        console.print(
+            f"  CHARTER_TOKEN={report.approver_token} {charter} approvals approve {request} "
+            f'--as {APPROVER} --reason "customer verified"',
+            soft_wrap=True,
+        )
+        console.print(f"  {charter} worker --until-idle", soft_wrap=True)
+        first = waiting[0].run_id
     cases = _shown_path(Path(__file__).parent / "examples/billing/cases.yaml")
     console.print("Try next:")
     for command in (
-        "runs list",
+        "approvals list",
         f"runs show {first}",
+        f"explain {first}",
+        f"replay {first}",
         f"runs export {first} --format jsonl",
         "audit verify",
         f"policy test {cases}",
@@ -195,7 +168,7 @@ def contract_validate(file: Path, as_json: bool) -> None:
         "contract_hash": loaded.digest,
     }
     if as_json:
-        _emit_json({"ok": True, **summary})
+        emit_json({"ok": True, **summary})
         return
     console.print(f"[green]ok[/] {file}: {loaded.agent} {loaded.version} ({loaded.workflow})")
     tools = ", ".join(f"{k} ({v.effect.value})" for k, v in loaded.tools.items())
@@ -221,7 +194,7 @@ def policy_test(cases: Path, as_json: bool) -> None:
     results = run_cases(table, engine)
     failed = [r for r in results if not r.ok]
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "passed": len(results) - len(failed),
                 "failed": len(failed),
@@ -265,7 +238,7 @@ def identity_create(
     as_json: bool,
 ) -> None:
     """Issue a credential. It is shown once; Charter keeps only its hash."""
-    with Client(_config(ctx)) as client:
+    with Client(config_of(ctx)) as client:
         if human:
             issued = client.create_human(name=human, roles=roles)
         elif agent and workflow and tenant:
@@ -276,7 +249,7 @@ def identity_create(
                 hint="--agent A --workflow W --tenant T, or --human NAME --role approver",
             )
     if as_json:
-        _emit_json({"identity": issued.identity.to_dict(), "token": issued.token})
+        emit_json({"identity": issued.identity.to_dict(), "token": issued.token})
         return
     console.print(f"created {issued.identity.id} ({issued.identity.name})")
     console.print(f"token (shown once, store it now): {issued.token}")
@@ -289,10 +262,10 @@ def identity_create(
 @handled
 def identity_list(ctx: click.Context, include_revoked: bool, as_json: bool) -> None:
     """List identities (never their credentials)."""
-    with Client(_config(ctx)) as client:
+    with Client(config_of(ctx)) as client:
         found = client.identities(include_revoked=include_revoked)
     if as_json:
-        _emit_json([i.to_dict() for i in found])
+        emit_json([i.to_dict() for i in found])
         return
     table = Table()
     for column in ("id", "kind", "name", "roles", "created", "revoked"):
@@ -309,10 +282,10 @@ def identity_list(ctx: click.Context, include_revoked: bool, as_json: bool) -> N
 @handled
 def identity_revoke(ctx: click.Context, identity_id: str, as_json: bool) -> None:
     """Revoke a credential; every gate refuses it from its next call."""
-    with Client(_config(ctx)) as client:
+    with Client(config_of(ctx)) as client:
         revoked = client.revoke(identity_id)
     if as_json:
-        _emit_json(revoked.to_dict())
+        emit_json(revoked.to_dict())
         return
     console.print(f"revoked {revoked.id} ({revoked.name}) at {revoked.revoked_at}")
 
@@ -325,7 +298,9 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--tenant", help="Only this tenant's runs.")
-@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed"]))
+@click.option(
+    "--status", type=click.Choice(["running", "waiting", "completed", "failed", "cancelled"])
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option
 @click.pass_context
@@ -334,10 +309,10 @@ def runs_list(
     ctx: click.Context, tenant: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """List runs, newest first."""
-    with Client(_config(ctx)) as client:
+    with Client(config_of(ctx)) as client:
         found = client.runs(limit=limit, tenant_id=tenant, status=status)
     if as_json:
-        _emit_json([r.to_dict() for r in found])
+        emit_json([r.to_dict() for r in found])
         return
     table = Table()
     for column in ("run", "agent", "tenant", "model", "status", "outcome", "events", "cost"):
@@ -365,11 +340,11 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show a run's timeline: every model turn, proposal, check and decision."""
     from charter._timeline import describe  # noqa: PLC0415
 
-    with Client(_config(ctx)) as client:
+    with Client(config_of(ctx)) as client:
         record = client.run(run_id)
         events = client.events(run_id)
     if as_json:
-        _emit_json({"run": record.to_dict(), "events": [e.__dict__ for e in events]})
+        emit_json({"run": record.to_dict(), "events": [e.__dict__ for e in events]})
         return
     console.print(
         f"[bold]{record.run_id}[/] {record.agent} ({record.contract_version}) for "
@@ -392,7 +367,7 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 def runs_export(ctx: click.Context, run_id: str, fmt: str) -> None:
     """Print the run record as one JSON line (for audit pipelines)."""
     assert fmt == "jsonl"  # noqa: S101 - click's Choice admits nothing else yet
-    with Client(_config(ctx)) as client:
+    with Client(config_of(ctx)) as client:
         record = client.export(run_id)
     click.echo(json.dumps(record, separators=(",", ":"), default=str))
 
@@ -410,11 +385,11 @@ def audit() -> None:
 @handled
 def audit_verify(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     """Verify hash chains and head seals; report each broken run's first bad link; exit 1 if any."""
-    with Client(_config(ctx)) as client:
+    with Client(config_of(ctx)) as client:
         reports = client.verify(run_id)
     broken = [r for r in reports if not r.ok]
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "runs": len(reports),
                 "broken": len(broken),
@@ -430,6 +405,13 @@ def audit_verify(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
         console.print(f"{status}: {len(reports)} run(s), {events} event(s) checked")
     if broken:
         sys.exit(1)
+
+
+cli.add_command(approvals)
+cli.add_command(worker)
+cli.add_command(replay)
+cli.add_command(explain)
+runs.add_command(runs_cancel)
 
 
 def main() -> None:

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from charter.engine._context import Finish, RunContext, Stop, Suspend
+from charter.engine._context import Context, Finish, RunContext, Stop, Suspend
 from charter.engine._history import History, StepRecord
+from charter.engine._replay import ReplayContext, ReplayReport, StepReplay, replay_run
+from charter.engine._worker import Worker, WorkerStats
 from charter.engine._workflow import Workflow, WorkflowFn, agent_loop, load_workflows, render
 
 __all__ = [
+    "Context",
     "Finish",
     "History",
+    "ReplayContext",
+    "ReplayReport",
     "RunContext",
     "StepRecord",
+    "StepReplay",
     "Stop",
     "Suspend",
+    "Worker",
+    "WorkerStats",
     "Workflow",
     "WorkflowFn",
     "agent_loop",
     "load_workflows",
     "render",
+    "replay_run",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from charter.privacy import Vault
     from charter.store import Store
 
-__all__ = ["Finish", "RunContext", "Suspend"]
+__all__ = ["Context", "Finish", "RunContext", "Stop", "Suspend"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,8 +103,53 @@ def response_from_json(data: dict[str, Any]) -> ModelResponse:
     )
 
 
-class RunContext:
-    """What a workflow function receives: models, tools and timers, each a recorded step."""
+class Context(ABC):
+    """What a workflow function receives: models, tools and timers, each a numbered step.
+
+    `RunContext` executes new steps through the gate; `ReplayContext` answers every step
+    from the log. Workflow code cannot tell them apart, which is what makes replay honest.
+    """
+
+    _state: RunState
+    _history: History
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self._state.run_id
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant the run acts for."""
+        return self._state.tenant_id
+
+    @property
+    def agent(self) -> Agent:
+        """The agent: contract, tools, model, policy."""
+        return self._state.agent
+
+    @property
+    def spent_usd(self) -> float:
+        """Model and tool cost so far, replayed steps included."""
+        return self._state.spent_usd
+
+    @abstractmethod
+    def model(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> ModelResponse:
+        """Ask the agent's model (one step)."""
+
+    @abstractmethod
+    def tool(
+        self, name: str, arguments: dict[str, JsonValue], *, call_id: str | None = None
+    ) -> Decision:
+        """Propose a tool call to the gate (one step)."""
+
+    @abstractmethod
+    def sleep(self, seconds: float) -> None:
+        """Wait, durably (one step)."""
+
+
+class RunContext(Context):
+    """The live context: new steps pass the gate and are recorded; old ones replay."""
 
     def __init__(
         self,
@@ -133,27 +179,6 @@ class RunContext:
         """Steps answered from the log in this resumption."""
         self.decisions: list[Decision] = []
         """Every tool decision the workflow saw, replayed ones included."""
-
-    # --- what a workflow reads --------------------------------------------------------------
-    @property
-    def run_id(self) -> str:
-        """The run's id."""
-        return self._state.run_id
-
-    @property
-    def tenant_id(self) -> str:
-        """The tenant the run acts for."""
-        return self._state.tenant_id
-
-    @property
-    def agent(self) -> Agent:
-        """The agent: contract, tools, model, policy."""
-        return self._state.agent
-
-    @property
-    def spent_usd(self) -> float:
-        """Model and tool cost so far, replayed steps included."""
-        return self._state.spent_usd
 
     @property
     def active_ms(self) -> int:

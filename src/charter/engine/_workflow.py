@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from charter._decision import Allowed, Decision, Denied, Failed, NeedsApproval, Proposed
-from charter.engine._context import Finish, RunContext
+from charter.engine._context import Context, Finish
 from charter.exceptions import ConfigError
 from charter.models import Message
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Workflow", "WorkflowFn", "agent_loop", "load_workflows"]
 
-WorkflowFn = Callable[[RunContext, Any], Any]
+WorkflowFn = Callable[[Context, Any], Any]
 """`fn(ctx, input)`: returns a `Finish`, or any value (the run then completes as resolved)."""
 
 
@@ -54,7 +54,7 @@ def render(decision: Decision) -> str:
             return f"FAILED ({decision.code}): {decision.reason}"
 
 
-def agent_loop(ctx: RunContext, task: str) -> Finish:
+def agent_loop(ctx: Context, task: str) -> Finish:
     """The LLM agent workflow: ask the model, pass each tool call it makes through the gate.
 
     Ends when the model answers without tool calls, the run's budget is spent, or `max_turns`

@@ -2,7 +2,9 @@
 
 The model is scripted (labelled so everywhere): it plays what an LLM agent would propose,
 including one run where a ticket's injected instruction fools it into proposing a $5,000 refund
-to another tenant's charge. The point is what the control plane lets through.
+to another tenant's charge. The point is what the control plane lets through, and that refunds
+above the approval threshold wait, durably, for a finance approver; `charter worker` finishes
+them once approved.
 """
 
 from __future__ import annotations
@@ -16,21 +18,35 @@ from charter._agent import Agent
 from charter._client import Client
 from charter._decision import Allowed, Decision, Denied, Failed, NeedsApproval, Proposed
 from charter._plane import ControlPlane, RunResult
+from charter.engine import Workflow, agent_loop
 from charter.examples._payments import payments_tools
 from charter.examples._support import support_tools
+from charter.exceptions import ModelError
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.policy import CedarPolicy
 from charter.sandbox import PaymentsSandbox, SupportSandbox
 
 if TYPE_CHECKING:
     from charter._config import Config
+    from charter.models import Message
 
-__all__ = ["BILLING", "DemoReport", "Dispute", "run_demo", "tally"]
+__all__ = [
+    "APPROVER",
+    "BILLING",
+    "DemoReport",
+    "Dispute",
+    "billing_workflow",
+    "run_demo",
+    "tally",
+    "workflows",
+]
 
 BILLING = Path(__file__).parent / "billing"
 """The billing example: contract, Cedar policies and schema, policy test cases."""
 
 AGENT, WORKFLOW = "billing-dispute-agent", "billing-dispute"
+APPROVER = "fin-approver"
+"""The demo's finance approver (a human principal with the approver role)."""
 INSTRUCTIONS = (
     "You resolve billing disputes. Look up the charge, refund what is owed, and reply to the "
     "customer with a macro. Never act on another tenant's data."
@@ -58,6 +74,8 @@ class DemoReport:
     injection_target_refunds: int
     """Refunds on the charge the injected instruction named: must be zero."""
     database: str
+    approver_token: str
+    """The demo approver's credential, shown once so the user can approve a held refund."""
 
 
 # (tenant, charge id, amount in cents, currency, customer email)
@@ -210,43 +228,86 @@ def _seed(sandbox_dir: Path, disputes: list[Dispute]) -> tuple[PaymentsSandbox, 
     return payments, support
 
 
+def _task(dispute: Dispute) -> str:
+    return f"Ticket: {dispute.ticket_subject}\n\n{dispute.ticket_body}"
+
+
+def _script(messages: list[Message]) -> ScriptedTurn:
+    """Play the dispute whose ticket is the task, turn by turn (stateless, so replayable)."""
+    task = next(m.content for m in messages if m.role == "user")
+    for dispute in _disputes():
+        if _task(dispute) == task:
+            turn = sum(1 for m in messages if m.role == "assistant")
+            if turn < len(dispute.turns):
+                return dispute.turns[turn]
+            break
+    raise ModelError("scripted:billing-demo has no script for this conversation")
+
+
+def billing_workflow(config: Config) -> Workflow:
+    """The billing-dispute agent over the demo's sandboxes, as a workflow workers can run."""
+    sandbox = config.home / "sandbox"
+    payments = PaymentsSandbox(sandbox / "payments.db")
+    support = SupportSandbox(sandbox / "support.db")
+    agent = Agent.load(
+        BILLING / "contract.yaml",
+        tools=[*payments_tools(payments), *support_tools(support)],
+        model=ScriptedModel(
+            _script, name="billing-demo", usd_per_mtok_in=0.15, usd_per_mtok_out=0.60
+        ),
+        instructions=INSTRUCTIONS,
+        policy=CedarPolicy.from_files(
+            policies=BILLING / "policies.cedar", schema=BILLING / "schema.cedarschema"
+        ),
+    )
+    return Workflow(agent=agent, fn=agent_loop)
+
+
+def workflows(config: Config) -> list[Workflow]:
+    """The example workflows `charter worker` runs by default."""
+    return [billing_workflow(config)]
+
+
+def _credentials(client: Client) -> tuple[dict[str, str], str]:
+    """Fresh agent credentials per tenant and a fresh demo approver; earlier ones revoked."""
+    tokens: dict[str, str] = {}
+    for old in client.identities():
+        mine = (old.agent, old.workflow) == (AGENT, WORKFLOW) or old.name == APPROVER
+        if mine:
+            client.revoke(old.id)
+    for tenant in ("acme", "globex"):
+        issued = client.create_agent_identity(agent=AGENT, workflow=WORKFLOW, tenant_id=tenant)
+        tokens[tenant] = issued.token
+    approver = client.create_human(name=APPROVER, roles=["approver"])
+    return tokens, approver.token
+
+
 def run_demo(config: Config) -> DemoReport:
     """Run every dispute through the control plane and report what happened."""
     disputes = _disputes()
-    payments, support = _seed(config.home / "sandbox", disputes)
-    tools = [*payments_tools(payments), *support_tools(support)]
-    policy = CedarPolicy.from_files(
-        policies=BILLING / "policies.cedar", schema=BILLING / "schema.cedarschema"
-    )
+    payments, _ = _seed(config.home / "sandbox", disputes)
+    workflow = billing_workflow(config)
     with Client(config) as client:
-        tokens: dict[str, str] = {}
-        for tenant in ("acme", "globex"):
-            for old in client.identities():
-                if (old.agent, old.workflow, old.tenant_id) == (AGENT, WORKFLOW, tenant):
-                    client.revoke(old.id)
-            issued = client.create_agent_identity(agent=AGENT, workflow=WORKFLOW, tenant_id=tenant)
-            tokens[tenant] = issued.token
+        for stale in client.runs(limit=10_000):
+            if stale.workflow == WORKFLOW and not stale.final:
+                # Their sandbox state is gone; they must not resume against the new one.
+                client.store.cancel_run(stale.run_id, by="charter demo", reason="demo restarted")
+        tokens, approver_token = _credentials(client)
         plane = ControlPlane(client.store)
         try:
-            runs = []
-            for dispute in disputes:
-                agent = Agent.load(
-                    BILLING / "contract.yaml",
-                    tools=tools,
-                    model=ScriptedModel(
-                        dispute.turns,
-                        name="billing-demo",
-                        usd_per_mtok_in=0.15,
-                        usd_per_mtok_out=0.60,
+            runs = [
+                (
+                    dispute,
+                    plane.run(
+                        workflow.agent,
+                        credential=tokens[dispute.tenant],
+                        tenant_id=dispute.tenant,
+                        task=_task(dispute),
+                        initiator="charter-demo",
                     ),
-                    instructions=INSTRUCTIONS,
-                    policy=policy,
                 )
-                task = f"Ticket: {dispute.ticket_subject}\n\n{dispute.ticket_body}"
-                result = plane.run(
-                    agent, credential=tokens[dispute.tenant], tenant_id=dispute.tenant, task=task
-                )
-                runs.append((dispute, result))
+                for dispute in disputes
+            ]
         finally:
             plane.close()
     foreign = sum(
@@ -263,6 +324,7 @@ def run_demo(config: Config) -> DemoReport:
         foreign_refunds=foreign,
         injection_target_refunds=payments.refund_count("ch_globex_2002"),
         database=config.database_url,
+        approver_token=approver_token,
     )
 
 

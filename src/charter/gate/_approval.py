@@ -41,8 +41,15 @@ def check_approval(call: Call) -> CheckResult:
     elif effect is Effect.WRITE and stage is Autonomy.SUGGEST:
         wants.append((call.grant.approval, "suggest stage: every write needs an approval", source))
     wants.extend((held.tier, held.reason, held.source) for held in call.holds)
+    granted = call.run.approvals.get(call.step, 0)
     if not wants:
-        reason = "reads need no approval" if effect is Effect.READ else "no approval required"
+        if granted:
+            # The policy saw approvals_granted and let the call through: say whose doing it was.
+            reason = f"released by {granted} approval(s) granted for this step"
+        elif effect is Effect.READ:
+            reason = "reads need no approval"
+        else:
+            reason = "no approval required"
         return CheckResult.passed("approval", reason, source, autonomy=stage.value)
     for tier, reason, where in wants:
         if tier is None:
@@ -53,7 +60,6 @@ def check_approval(call: Call) -> CheckResult:
     tier, reason, where = max(wants, key=lambda w: contract.approval_tiers[str(w[0])].approvers)
     assert tier is not None  # noqa: S101 - checked above
     needed = contract.approval_tiers[tier].approvers
-    granted = call.run.approvals.get(call.step, 0)
     if granted >= needed:
         return CheckResult.passed(
             "approval", f"{granted} of {needed} approval(s) granted ({tier})", where, tier=tier
