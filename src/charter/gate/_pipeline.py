@@ -39,7 +39,7 @@ from charter.gate._controls import Controls
 from charter.gate._execute import Executor, validate_output
 from charter.gate._policy import check_budget, check_policy
 from charter.gate._validate import check_schema, check_verifiers
-from charter.privacy import Vault, redact
+from charter.privacy import Vault, redact, redact_text
 
 if TYPE_CHECKING:
     from charter._events import ToolCallSpec
@@ -135,7 +135,11 @@ class Gate:
         decision: Decision
         if final.outcome == "deny":
             decision = Denied(
-                step=step, tool=tool, check=final.check, reason=final.reason, source=final.source
+                step=step,
+                tool=tool,
+                check=final.check,
+                reason=redact_text(final.reason),
+                source=final.source,
             )
             events.append(
                 GateDecided(
@@ -143,7 +147,7 @@ class Gate:
                     tool=tool,
                     decision="denied",
                     check=final.check,
-                    reason=final.reason,
+                    reason=redact_text(final.reason),
                     policy_ids=policy_ids,
                 )
             )
@@ -157,7 +161,7 @@ class Gate:
                     tool=tool,
                     decision="proposed",
                     check="approval",
-                    reason=final.reason,
+                    reason=redact_text(final.reason),
                     policy_ids=policy_ids,
                     diff=diff,
                 )
@@ -214,7 +218,7 @@ class Gate:
             tool=call.spec.tool,
             tier=final.tier,
             request_id=request_id,
-            reason=final.reason,
+            reason=redact_text(final.reason),
             diff=tuple(diff),
         )
         events: list[Event] = [
@@ -223,7 +227,7 @@ class Gate:
                 tool=call.spec.tool,
                 decision="needs_approval",
                 check=final.check,
-                reason=final.reason,
+                reason=redact_text(final.reason),
                 policy_ids=policy_ids,
                 tier=final.tier,
                 diff=diff,
@@ -286,7 +290,7 @@ class Gate:
             output=redact(output) if output is not None else None,
             output_hash=input_hash(output) if output is not None else None,
             error_code=_error_code(execution.error, checks[-2]) if failed else None,
-            error=checks[-2].reason if failed else None,
+            error=redact_text(checks[-2].reason) if failed else None,
             attempts=execution.attempts,
             latency_ms=round(execution.latency_ms, 3),
             cost_usd=cost,
@@ -321,9 +325,10 @@ def _check_events(step: int, checks: list[CheckResult], timings: list[int]) -> l
             step=step,
             check=c.check,
             outcome=c.outcome,
-            reason=c.reason,
+            # Checks quote what they judged (a resource id, a bound's value): redact it too.
+            reason=redact_text(c.reason),
             source=c.source,
-            detail=c.detail,
+            detail=redact(c.detail) if c.detail else c.detail,
             duration_us=t,
         )
         for c, t in zip(checks, timings, strict=True)

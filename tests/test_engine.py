@@ -1,0 +1,362 @@
+"""The durable engine: resume from the log, exactly-once after a crash, timers, determinism,
+leases, cancellation, replay that calls nothing, raw payloads never in clear."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from charter import Agent, ControlPlane
+from charter._decision import Allowed
+from charter._identity import create_agent_identity
+from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
+from charter.gate import Executor, idempotency_key
+from charter.models import ScriptedModel, ScriptedTurn
+from charter.store._lease import new_owner
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from charter.engine import Context
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: nothing in Charter may catch it."""
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def plane(store, clock):
+    control = ControlPlane(store, clock=clock, executor=Executor(sleep=lambda s: None))
+    yield control
+    control.close()
+
+
+@pytest.fixture
+def cred(store):
+    return create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
+
+
+@pytest.fixture
+def agent(make_contract, toolset) -> Agent:
+    return Agent.load(make_contract(), tools=toolset.tools, model=ScriptedModel([]))
+
+
+def _start(plane, cred, fn: Callable[[Context, Any], Any], agent: Agent, task: Any = None) -> str:
+    return plane.start(
+        Workflow(agent=agent, fn=fn), credential=cred.token, tenant_id="acme", task=task
+    )
+
+
+def _kinds(store, run_id: str) -> list[str]:
+    return [e.kind for e in store.events(run_id)]
+
+
+def write_sleep_write(ctx: Context, task: Any) -> str:
+    first = ctx.tool("record_write", {"item": "first"})
+    ctx.sleep(60)
+    second = ctx.tool("record_write", {"item": "second"})
+    assert isinstance(first, Allowed)
+    assert isinstance(second, Allowed)
+    return f"{first.output['item']} then {second.output['item']}"
+
+
+class TestResume:
+    def test_timer_suspends_and_completed_steps_are_not_repeated(
+        self, plane, cred, agent, toolset, clock
+    ):
+        """A run sleeping holds nothing; on resume its first write is answered from the log."""
+        workflow = Workflow(agent=agent, fn=write_sleep_write)
+        run_id = _start(plane, cred, write_sleep_write, agent)
+        waiting = plane.resume(run_id, workflow)
+        assert (waiting.status, waiting.waiting_on) == ("waiting", ["timer"])
+        assert [tool for tool, _ in toolset.effects] == ["record_write"]
+
+        early = plane.resume(run_id, workflow)
+        assert early.status == "waiting"
+        clock.advance(seconds=61)
+        done = plane.resume(run_id, workflow)
+
+        assert (done.status, done.outcome, done.reason) == (
+            "completed",
+            "resolved",
+            "first then second",
+        )
+        assert toolset.effects == [
+            ("record_write", idempotency_key(run_id, 1)),
+            ("record_write", idempotency_key(run_id, 3)),
+        ]
+        resumed = [e.payload for e in plane.store.events(run_id) if e.kind == "run.resumed"]
+        assert [r["replayed_steps"] for r in resumed] == [0, 2]
+        assert all(r.ok for r in plane.store.verify(run_id))
+
+    def test_a_timer_run_is_claimable_only_once_due(self, plane, cred, agent, clock):
+        run_id = _start(plane, cred, write_sleep_write, agent)
+        plane.resume(run_id, Workflow(agent=agent, fn=write_sleep_write))
+        owner = new_owner()
+        store = plane.store
+        assert store.claim_run(owner=owner, workflows=["testing"], now=clock(), lease_s=30) is None
+        clock.advance(minutes=2)
+        lease = store.claim_run(owner=owner, workflows=["testing"], now=clock(), lease_s=30)
+        assert lease is not None
+        assert lease.run_id == run_id
+
+    def test_crash_between_effect_and_record_reexecutes_with_the_same_key(
+        self, plane, cred, agent, toolset
+    ):
+        """The intent is durable, the result is not: the retry presents the same key."""
+        ledger: dict[str, int] = {}
+        crash = {"armed": True}
+
+        def pay(args, ctx):
+            ledger[ctx.idempotency_key] = ledger.get(ctx.idempotency_key, 0) + 1
+            if crash["armed"]:
+                crash["armed"] = False
+                raise Crash
+            return {"item": args.item}
+
+        tools = [
+            dataclasses.replace(t, run=pay) if t.name == "record_write" else t
+            for t in toolset.tools
+        ]
+        paying = dataclasses.replace(agent, tools={t.name: t for t in tools})
+        workflow = Workflow(agent=paying, fn=lambda ctx, task: ctx.tool("record_write", {}))
+        run_id = plane.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+
+        with pytest.raises(Crash):
+            plane.resume(run_id, workflow)
+        assert _kinds(plane.store, run_id)[-1] == "gate.decided"
+
+        done = plane.resume(run_id, workflow)
+
+        assert done.status == "completed"
+        assert ledger == {idempotency_key(run_id, 1): 2}
+        kinds = _kinds(plane.store, run_id)
+        assert kinds.count("tool.completed") == 1
+        assert kinds.count("gate.decided") == 1
+        assert all(r.ok for r in plane.store.verify(run_id))
+
+    def test_workflow_catching_everything_still_suspends(self, plane, cred, agent):
+        def greedy(ctx: Context, task: Any) -> str:
+            try:
+                ctx.sleep(30)
+            except Exception:  # noqa: BLE001 - the point of the test
+                return "swallowed"
+            return "slept"
+
+        run_id = _start(plane, cred, greedy, agent)
+        assert plane.resume(run_id, Workflow(agent=agent, fn=greedy)).status == "waiting"
+
+    def test_workflow_exception_fails_the_run_on_record(self, plane, cred, agent):
+        def broken(ctx: Context, task: Any) -> None:
+            raise ValueError("bad input from maria@example.com")
+
+        run_id = _start(plane, cred, broken, agent)
+        result = plane.resume(run_id, Workflow(agent=agent, fn=broken))
+        assert (result.status, result.outcome) == ("failed", "failed")
+        assert "ValueError" in result.reason
+        assert "maria@example.com" not in result.reason
+
+    def test_finish_sets_status_and_outcome(self, plane, cred, agent):
+        def escalate(ctx: Context, task: Any) -> Finish:
+            return Finish(outcome="escalated", reason="needs a human")
+
+        run_id = _start(plane, cred, escalate, agent)
+        result = plane.resume(run_id, Workflow(agent=agent, fn=escalate))
+        assert (result.status, result.outcome, result.reason) == (
+            "completed",
+            "escalated",
+            "needs a human",
+        )
+
+
+class TestDeterminism:
+    def _suspended(self, plane, cred, agent) -> str:
+        run_id = _start(plane, cred, write_sleep_write, agent)
+        plane.resume(run_id, Workflow(agent=agent, fn=write_sleep_write))
+        return run_id
+
+    @pytest.mark.parametrize(
+        ("changed", "words"),
+        [
+            (lambda ctx, task: ctx.tool("record_write", {"item": "other"}), "other arguments"),
+            (lambda ctx, task: ctx.tool("flaky", {"item": "first"}), "called flaky"),
+            (lambda ctx, task: ctx.sleep(5), "asked for sleep"),
+        ],
+    )
+    def test_changed_workflow_fails_loudly_naming_the_step(
+        self, plane, cred, agent, clock, changed, words
+    ):
+        run_id = self._suspended(plane, cred, agent)
+        clock.advance(minutes=5)
+        result = plane.resume(run_id, Workflow(agent=agent, fn=changed))
+        assert (result.status, result.outcome) == ("failed", "failed")
+        assert "step 1" in result.reason
+        assert words in result.reason
+        finished = plane.store.events(run_id)[-1].payload
+        assert finished["code"] == "nondeterminism"
+
+
+class TestWorkers:
+    def test_leased_run_is_not_claimed_by_another_worker(self, plane, cred, agent, clock):
+        run_id = _start(plane, cred, write_sleep_write, agent)
+        store = plane.store
+        first = store.claim_run(owner=new_owner(), workflows=["testing"], now=clock(), lease_s=30)
+        assert first is not None
+        assert first.run_id == run_id
+        assert (
+            store.claim_run(owner=new_owner(), workflows=["testing"], now=clock(), lease_s=30)
+            is None
+        )
+
+    def test_lease_of_a_dead_local_process_is_reclaimed_at_once(self, plane, cred, agent, clock):
+        run_id = _start(plane, cred, write_sleep_write, agent)
+        gone = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dead_owner = f"{new_owner().split('/')[0]}/{gone.stdout.strip()}/dead"
+        store = plane.store
+        assert store.claim_run(owner=dead_owner, workflows=["testing"], now=clock(), lease_s=300)
+        lease = store.claim_run(owner=new_owner(), workflows=["testing"], now=clock(), lease_s=30)
+        assert lease is not None
+        assert lease.run_id == run_id
+
+    def test_worker_only_claims_its_workflows(self, plane, cred, agent, clock):
+        _start(plane, cred, write_sleep_write, agent)
+        assert (
+            plane.store.claim_run(owner=new_owner(), workflows=["other"], now=clock(), lease_s=30)
+            is None
+        )
+
+    def test_worker_runs_until_idle_and_leaves_waiting_runs(self, plane, cred, agent, toolset):
+        workflow = Workflow(agent=agent, fn=write_sleep_write)
+        runs = [_start(plane, cred, write_sleep_write, agent) for _ in range(3)]
+        stats = Worker(plane, [workflow]).run(until_idle=True)
+        assert (stats.resumed, stats.waiting) == (3, 3)
+        assert len(toolset.effects) == 3
+        assert {plane.store.get_run(r).status for r in runs} == {"waiting"}
+
+
+class TestCancel:
+    def test_cancel_flag_stops_a_held_run_at_its_next_step(
+        self, plane, cred, agent, toolset, clock
+    ):
+        workflow = Workflow(agent=agent, fn=write_sleep_write)
+        run_id = _start(plane, cred, write_sleep_write, agent)
+        owner = new_owner()
+        assert plane.store.claim_run(owner=owner, workflows=["testing"], now=clock(), lease_s=30)
+
+        record = plane.store.cancel_run(run_id, by="sre", reason="bad deploy")
+        assert record.status == "running"  # held by a live worker: flagged, not ended
+
+        result = plane.resume(run_id, workflow, worker=owner)
+        assert (result.status, result.outcome) == ("cancelled", "abandoned")
+        assert toolset.effects == []
+
+    def test_cancel_of_an_unheld_run_ends_it_at_once(self, plane, cred, agent):
+        run_id = _start(plane, cred, write_sleep_write, agent)
+        record = plane.store.cancel_run(run_id, by="sre", reason="not needed")
+        assert (record.status, record.outcome) == ("cancelled", "abandoned")
+        assert "sre" in (record.reason or "")
+
+
+class TestReplay:
+    def _finished_run(self, plane, cred, toolset, make_contract) -> tuple[str, Agent]:
+        model = ScriptedModel(
+            [
+                ScriptedTurn.call("record_write", item="a", amount=2),
+                ScriptedTurn.call("read_notes", item="a"),
+                ScriptedTurn.say("done"),
+            ]
+        )
+        agent = Agent.load(make_contract(), tools=toolset.tools, model=model)
+        result = plane.run(agent, credential=cred.token, tenant_id="acme", task="write then read")
+        assert result.status == "completed"
+        return result.run_id, agent
+
+    def test_replay_calls_no_tool_and_no_model(self, plane, cred, toolset, make_contract):
+        run_id, agent = self._finished_run(plane, cred, toolset, make_contract)
+
+        def refuse(args, ctx):
+            raise AssertionError("replay called a real tool")
+
+        silent = ScriptedModel(lambda messages: pytest.fail("replay called the model"))
+        tripwired = dataclasses.replace(
+            agent,
+            tools={name: dataclasses.replace(t, run=refuse) for name, t in agent.tools.items()},
+            model=silent,
+        )
+        report = replay_run(plane.store, run_id, [Workflow(agent=tripwired, fn=agent_loop)])
+
+        assert report.ok, report.lines()
+        assert [(s.step, s.kind, s.verdict) for s in report.steps] == [
+            (1, "model", "match"),
+            (2, "tool", "match"),
+            (3, "model", "match"),
+            (4, "tool", "match"),
+            (5, "model", "match"),
+        ]
+
+    def test_replay_reports_divergence_step_by_step(self, plane, cred, toolset, make_contract):
+        run_id, agent = self._finished_run(plane, cred, toolset, make_contract)
+
+        def different(ctx: Context, task: Any) -> None:
+            ctx.tool("record_write", {"item": "b", "amount": 2})
+
+        report = replay_run(plane.store, run_id, [Workflow(agent=agent, fn=different)])
+
+        assert not report.ok
+        verdicts = {s.step: s.verdict for s in report.steps}
+        assert verdicts[1] == "diverged"  # a tool call where the log has a model call
+        assert set(verdicts) == {1, 2, 3, 4, 5}
+        assert {verdicts[n] for n in (2, 3, 4, 5)} == {"unreached"}
+
+
+class TestRawPayloads:
+    def test_raw_arguments_and_outputs_are_never_in_clear(
+        self, plane, cred, make_contract, toolset, store
+    ):
+        email = "maria.gonzalez@example.com"
+        model = ScriptedModel(
+            [ScriptedTurn.call("record_write", item=secret), ScriptedTurn.say("ok")]
+        )
+        agent = Agent.load(make_contract(), tools=toolset.tools, model=model)
+        result = plane.run(agent, credential=cred.token, tenant_id="acme", task=f"mail {email}")
+        assert result.status == "completed"
+        # The output the workflow saw is the raw one, from the encrypted copy.
+        decision = result.decisions[0]
+        assert isinstance(decision, Allowed)
+        assert decision.output == {"item": email}
+        raw_bytes = b"".join(path.read_bytes() for path in store_files(store))
+        assert email.encode() not in raw_bytes
+
+
+def store_files(store) -> list[Path]:
+    base = Path(store.path)
+    return [p for p in (base, base.with_name(base.name + "-wal")) if p.exists()]
