@@ -344,7 +344,7 @@ class TestRawPayloads:
     ):
         email = "maria.gonzalez@example.com"
         model = ScriptedModel(
-            [ScriptedTurn.call("record_write", item=secret), ScriptedTurn.say("ok")]
+            [ScriptedTurn.call("record_write", item=email), ScriptedTurn.say("ok")]
         )
         agent = Agent.load(make_contract(), tools=toolset.tools, model=model)
         result = plane.run(agent, credential=cred.token, tenant_id="acme", task=f"mail {email}")
