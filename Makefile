@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format typecheck pytest bench clean
+.PHONY: install demo test lint format typecheck pytest bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.gate
+	$(BIN)/python -m bench.durable
+
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --runs 1000
 
 clean:
 	rm -rf $(VENV) .charter .pytest_cache .mypy_cache .ruff_cache

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import pytest
+import pytest
 
 README = Path(__file__).parent.parent / "README.md"
 
 
-def test_python_example_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_python_examples_run(
+    index: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The example executes and prints what its comment says."""
-    block = re.search(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    assert block is not None
+    """Each example executes and prints what the comment on its `print` line says."""
+    block = _python_blocks()[index]
+    printed = next(line for line in block.splitlines() if line.startswith("print("))
+    expected = printed.split("#", 1)[1].strip()
     monkeypatch.chdir(tmp_path)
-    exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - the README's own code
-    assert capsys.readouterr().out.strip() == "resolved ['allowed']"
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own code
+    assert capsys.readouterr().out.strip() == expected
+
+
+def test_readme_has_both_examples() -> None:
+    assert len(_python_blocks()) == 2
 
 
 def test_readme_starts_with_the_two_commands() -> None:

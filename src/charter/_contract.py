@@ -154,7 +154,7 @@ class Timeouts(_Strict):
     tool: Seconds = 30.0
     """Default per-call timeout for tools that do not declare their own."""
     run: Seconds = 3600.0
-    """Wall-clock limit for one run."""
+    """Running-time limit for one run; time waiting for approvals or timers does not count."""
 
     _duration = field_validator("tool", "run", mode="before")(_parse_duration)
 
