@@ -277,6 +277,7 @@ class TestCancel:
 
         result = plane.resume(run_id, workflow, worker=owner)
         assert (result.status, result.outcome) == ("cancelled", "abandoned")
+        assert result.reason == "cancelled by sre: bad deploy"
         assert toolset.effects == []
 
     def test_cancel_of_an_unheld_run_ends_it_at_once(self, plane, cred, agent):

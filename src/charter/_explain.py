@@ -37,17 +37,22 @@ if TYPE_CHECKING:
 __all__ = ["explain", "render"]
 
 _EXCERPT = 200
-_HEADER = ("agent", "workflow", "tenant_id", "principal_id", "contract_version", "contract_hash")
-_HEADER += ("policy_hash", "model", "model_kind")
+_HEADER = ["agent", "workflow", "tenant_id", "principal_id", "contract_version", "contract_hash"]
+_HEADER += ["policy_hash", "model", "model_kind"]
 _MODEL_FIELDS = {"model", "request_hash", "response_hash", "prompt_tokens", "completion_tokens"}
 _MODEL_FIELDS |= {"cost_usd", "latency_ms"}
 _EXECUTION_FIELDS = {"status", "idempotency_key", "output", "output_hash", "latency_ms"}
 _EXECUTION_FIELDS |= {"attempts", "error_code", "error", "cost_usd"}
 _CHECK_FIELDS = ("outcome", "reason", "source")
+_SEEN_FIELDS = ("model", "request_hash", "response_hash")
 
 
 def _excerpt(text: str, limit: int = _EXCERPT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _call_ids(model: ModelResponded) -> set[str]:
+    return {c.call_id for c in model.tool_calls}
 
 
 @dataclass(kw_only=True)
@@ -95,15 +100,9 @@ class _Run:
 
     def _propose(self, event: ToolProposed) -> None:
         if event.step not in self.tools:
-            # Log order, newest first: the turn that asked for this call_id is what it saw.
-            seen = next(
-                (
-                    m
-                    for m in reversed(self.models.values())
-                    if any(c.call_id == event.call_id for c in m.tool_calls)
-                ),
-                None,
-            )
+            # The latest turn asking for this call_id: what the agent saw when it proposed it.
+            asked = [m for m in self.models.values() if event.call_id in _call_ids(m)]
+            seen = asked[-1] if asked else None
             sources = self.sources[seen.step] if seen else list(self.done)
             self.tools[event.step] = _ToolStep(proposed=event, seen=seen, sources=sources)
         self.tools[event.step].round = []
@@ -133,20 +132,16 @@ def _fold_approval(
 ) -> None:
     match event:
         case ApprovalRequested():
-            approvals[event.request_id] = {
-                "request_id": event.request_id,
-                "tier": event.tier,
-                "role": event.role,
+            request = event.model_dump(include={"request_id", "tier", "role"})
+            approvals[event.request_id] = request | {
                 "needed": event.approvers,
                 "decisions": [],
                 "status": "pending",
             }
         case ApprovalDecided():
-            request = approvals[event.request_id]
-            request["decisions"].append(
-                {"approver": event.approver, "decision": event.decision, "reason": event.reason}
-            )
-            request["status"] = event.status
+            vote = event.model_dump(include={"approver", "decision", "reason"})
+            approvals[event.request_id]["decisions"].append(vote)
+            approvals[event.request_id]["status"] = event.status
         case ApprovalExpired():
             status = "expired" if event.action == "deny" else "escalated"
             approvals[event.request_id]["status"] = status
@@ -183,52 +178,58 @@ def explain(events: list[StoredEvent], *, step: int | None = None) -> dict[str, 
 
 
 def _model_step(m: ModelResponded) -> dict[str, Any]:
-    usage = m.model_dump(include=_MODEL_FIELDS)
     calls = [c.tool for c in m.tool_calls]
-    return {
-        "step": m.step,
-        "kind": "model",
-        "tool_calls": calls,
-        "text_excerpt": _excerpt(m.text),
-    } | usage
+    head = {"step": m.step, "kind": "model", "tool_calls": calls}
+    return head | {"text_excerpt": _excerpt(m.text)} | m.model_dump(include=_MODEL_FIELDS)
 
 
 def _tool_step(t: _ToolStep, started: RunStarted | None) -> dict[str, Any]:
-    p, m = t.proposed, t.seen
-    context = {
-        "model_step": m.step if m else None,
-        **(m.model_dump(include={"model", "request_hash", "response_hash"}) if m else {}),
-        "model_text_excerpt": _excerpt(m.text) if m else None,
-        "arguments": p.arguments,
-        "sources": t.sources,
-        "task_hash": started.task_hash if started else None,
-    }
+    p = t.proposed
     return {
         "step": p.step,
         "kind": "tool",
         "tool": p.tool,
         "effect": p.effect,
         "decision": t.decided.decision if t.decided else None,
-        "context": context,
+        "context": _context(t, started),
         "policy": _policy(t),
-        "execution": t.completed
-        and {"input_hash": p.input_hash} | t.completed.model_dump(include=_EXECUTION_FIELDS),
+        "execution": _execution(t),
         "verdict": _verdict(t),
         "approvals": list(t.approvals.values()),
+    }
+
+
+def _context(t: _ToolStep, started: RunStarted | None) -> dict[str, Any]:
+    m = t.seen
+    seen = m.model_dump(include=set(_SEEN_FIELDS)) if m else dict.fromkeys(_SEEN_FIELDS)
+    return {
+        "model_step": m.step if m else None,
+        **seen,
+        "model_text_excerpt": _excerpt(m.text) if m else None,
+        "arguments": t.proposed.arguments,
+        "sources": t.sources,
+        "task_hash": started.task_hash if started else None,
     }
 
 
 def _policy(t: _ToolStep) -> dict[str, Any]:
     check = t.policy
     if check is None:
-        return {"reached": False, "policy_ids": [], **dict.fromkeys(_CHECK_FIELDS), "context": None}
+        unreached = dict.fromkeys(_CHECK_FIELDS)
+        return {"reached": False, **unreached, "policy_ids": [], "context": None}
     return {
         "reached": True,
-        **check.model_dump(include=_CHECK_FIELDS),
+        **check.model_dump(include=set(_CHECK_FIELDS)),
         "policy_ids": t.decided.policy_ids if t.decided else [],
         # The gate writes check details unredacted, and resource ids can carry personal data.
         "context": redact(check.detail),
     }
+
+
+def _execution(t: _ToolStep) -> dict[str, Any] | None:
+    if t.completed is None:
+        return None
+    return {"input_hash": t.proposed.input_hash} | t.completed.model_dump(include=_EXECUTION_FIELDS)
 
 
 def _verdict(t: _ToolStep) -> dict[str, Any] | None:
@@ -264,11 +265,11 @@ def _styled(word: object) -> str:
 def render(report: dict[str, Any]) -> list[str]:
     """Readable lines with rich markup: the run, then one block per step; free text escaped."""
     r, task = report, report["task"]
+    who = f"{_e(r['agent'])} ({_e(r['workflow'])}) for {_e(r['tenant_id'])}"
     lines = [
-        f"[bold]run {_e(r['run_id'])}[/] {_e(r['status'])}: {_e(r['agent'])} "
-        f"({_e(r['workflow'])}) for {_e(r['tenant_id'])} as {_e(r['principal_id'])}",
-        f"[dim]contract {_e(r['contract_version'])} {str(r['contract_hash'])[:12]}, "
-        f"policy {str(r['policy_hash'])[:12]}, model {_e(r['model'])} ({r['model_kind']})[/]",
+        f"[bold]run {_e(r['run_id'])}[/] {_e(r['status'])}: {who} as {_e(r['principal_id'])}",
+        f"[dim]contract {_e(r['contract_version'])} {str(r['contract_hash'])[:12]}, policy "
+        + f"{str(r['policy_hash'])[:12]}, model {_e(r['model'])} ({r['model_kind']})[/]",
     ]
     if task:
         lines.append(f"task: {_e(task['excerpt'][:80])} [dim]{task['hash'][:12]}[/]")
@@ -280,11 +281,9 @@ def render(report: dict[str, Any]) -> list[str]:
 def _render_model(s: dict[str, Any]) -> list[str]:
     calls = ", ".join(s["tool_calls"]) or "no tool calls"
     text = f" “{_e(s['text_excerpt'][:60])}”" if s["text_excerpt"] else ""
-    return [
-        f"[bold]step {s['step']}[/] model {_e(s['model'])}: {_e(calls)}{text} "
-        f"[dim]({s['prompt_tokens']}+{s['completion_tokens']} tok, ${s['cost_usd']:.5f}, "
-        f"request {s['request_hash'][:12]})[/]"
-    ]
+    usage = f"{s['prompt_tokens']}+{s['completion_tokens']} tok, ${s['cost_usd']:.5f}"
+    request = s["request_hash"][:12]
+    return [f"[bold]step {s['step']}[/] model: {_e(calls)}{text} [dim]({usage}, {request})[/]"]
 
 
 def _render_timer(s: dict[str, Any]) -> list[str]:
@@ -313,7 +312,7 @@ def _render_context(c: dict[str, Any]) -> str:
     seen = "no model turn" if c["model_step"] is None else f"model step {c['model_step']}"
     request = f" [dim]request {c['request_hash'][:12]}[/]" if c["request_hash"] else ""
     read = ", ".join(f"step {x['step']} {_e(x['tool'])}" for x in c["sources"]) or "nothing"
-    return f"{seen}{request}, after reading {read}; arguments {_e(c['arguments'])}"
+    return f"{seen}{request}, sources {read}; arguments {_e(c['arguments'])}"
 
 
 def _render_policy(p: dict[str, Any]) -> str:

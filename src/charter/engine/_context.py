@@ -294,12 +294,13 @@ class RunContext(Context):
         """Checks that come before any new side effect, and the resume marker."""
         controls = self._gate.controls
         controls.refresh()
-        if controls.cancelled(self.run_id):
+        why = controls.cancelled(self.run_id)
+        if why is not None:
             raise Stop(
                 Finish(
                     status="cancelled",
                     outcome="abandoned",
-                    reason="cancelled by an operator",
+                    reason=why,
                     code="cancelled",
                 )
             )

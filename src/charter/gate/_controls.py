@@ -33,7 +33,7 @@ class Controls:
         self._store = store
         self._version = -1
         self._switches: list[KillSwitch] = []
-        self._cancellations: set[str] = set()
+        self._cancellations: dict[str, str] = {}
         self._identities: dict[str, IdentityRecord | None] = {}
 
     def refresh(self) -> None:
@@ -58,6 +58,6 @@ class Controls:
             self._identities[identity_id] = self._store.get_identity(identity_id)
         return self._identities[identity_id]
 
-    def cancelled(self, run_id: str) -> bool:
-        """Whether an operator asked to cancel this run while a worker held it."""
-        return run_id in self._cancellations
+    def cancelled(self, run_id: str) -> str | None:
+        """Why an operator asked to cancel this run while a worker held it; None if not."""
+        return self._cancellations.get(run_id)

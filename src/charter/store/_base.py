@@ -450,8 +450,8 @@ class Store(ABC):
         """A counter bumped by every kill-switch and revocation change; cheap to poll."""
 
     @abstractmethod
-    def cancellations(self) -> set[str]:
-        """Runs whose cancellation was requested while a worker held them."""
+    def cancellations(self) -> dict[str, str]:
+        """Runs whose cancellation was requested while a worker held them, with the reason."""
 
     @abstractmethod
     def close(self) -> None:

@@ -429,14 +429,14 @@ class SqliteStore(Store):
             )
         return self.get_run(run_id)
 
-    def cancellations(self) -> set[str]:
-        """Runs flagged for cancellation and not yet ended."""
+    def cancellations(self) -> dict[str, str]:
+        """Runs flagged for cancellation and not yet ended, with the reason."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT run_id FROM runs WHERE cancel_requested IS NOT NULL "
+                "SELECT run_id, cancel_requested FROM runs WHERE cancel_requested IS NOT NULL "
                 "AND status NOT IN ('completed', 'failed', 'cancelled')"
             ).fetchall()
-        return {r[0] for r in rows}
+        return {r[0]: r[1] for r in rows}
 
     # --- approvals -------------------------------------------------------------------------
     def list_approvals(
