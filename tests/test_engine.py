@@ -19,6 +19,7 @@ from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
 from charter.gate import Executor, idempotency_key
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.store._lease import new_owner
+from conftest import CONTRACT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -361,3 +362,28 @@ class TestRawPayloads:
 def store_files(store) -> list[Path]:
     base = Path(store.path)
     return [p for p in (base, base.with_name(base.name + "-wal")) if p.exists()]
+
+
+class TestAutonomyInTheLog:
+    @pytest.mark.parametrize(
+        ("stage", "decision"),
+        [("draft", "proposed"), ("suggest", "needs_approval"), ("autonomous", "allowed")],
+    )
+    def test_every_approval_check_names_the_stage_that_applied(
+        self, plane, cred, make_contract, toolset, stage, decision
+    ):
+        model = ScriptedModel([ScriptedTurn.call("flaky", item="x"), ScriptedTurn.say("done")])
+        data = {**CONTRACT, "autonomy": stage}
+        data["tools"] = {**CONTRACT["tools"], "flaky": {"effect": "write", "approval": "ops"}}
+        agent = Agent.load(make_contract(data), tools=toolset.tools, model=model)
+        result = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
+        events = plane.store.events(result.run_id)
+        approval = next(
+            e.payload
+            for e in events
+            if e.kind == "check.recorded" and e.payload["check"] == "approval"
+        )
+        decided = next(e.payload for e in events if e.kind == "gate.decided")
+        assert approval["detail"]["autonomy"] == stage
+        assert decided["decision"] == decision
+        assert (toolset.effects != []) == (stage == "autonomous")

@@ -55,14 +55,21 @@ def check_approval(call: Call) -> CheckResult:
         if tier is None:
             # Suggest-stage tools without a tier cannot be approved by anyone: refuse, not run.
             return CheckResult.denied(
-                "approval", f"{reason}, but tools.{name}.approval names no tier", where
+                "approval",
+                f"{reason}, but tools.{name}.approval names no tier",
+                where,
+                autonomy=stage.value,
             )
     tier, reason, where = max(wants, key=lambda w: contract.approval_tiers[str(w[0])].approvers)
     assert tier is not None  # noqa: S101 - checked above
     needed = contract.approval_tiers[tier].approvers
     if granted >= needed:
         return CheckResult.passed(
-            "approval", f"{granted} of {needed} approval(s) granted ({tier})", where, tier=tier
+            "approval",
+            f"{granted} of {needed} approval(s) granted ({tier})",
+            where,
+            tier=tier,
+            autonomy=stage.value,
         )
     return CheckResult(
         check="approval",
