@@ -2,7 +2,7 @@
 
 For every tool step: what the agent saw when it proposed the call (context), what the policy
 judged and on which values (policy), what ran (execution), and which check stopped or held it
-(verdict). Model and timer steps are listed too, so step numbers read like the log.
+(verdict). Model and timer steps are listed too, so step numbers read as in the log.
 """
 
 from __future__ import annotations
@@ -17,111 +17,61 @@ from charter._events import (
     ApprovalExpired,
     ApprovalRequested,
     CheckRecorded,
-    GateDecided,
-    ModelResponded,
     RunFinished,
     RunResumed,
-    RunStarted,
     RunSuspended,
-    TimerStarted,
-    ToolCompleted,
     ToolProposed,
 )
+from charter.engine import History, StepRecord
 from charter.exceptions import NotFoundError
-from charter.privacy import redact
 
 if TYPE_CHECKING:
-    from charter._events import Event
+    from charter._events import ModelResponded
     from charter.store import StoredEvent
 
 __all__ = ["explain", "render"]
 
-_EXCERPT = 200
-_HEADER = ["agent", "workflow", "tenant_id", "principal_id", "contract_version", "contract_hash"]
-_HEADER += ["policy_hash", "model", "model_kind"]
-_MODEL_FIELDS = {"model", "request_hash", "response_hash", "prompt_tokens", "completion_tokens"}
-_MODEL_FIELDS |= {"cost_usd", "latency_ms"}
-_EXECUTION_FIELDS = {"status", "idempotency_key", "output", "output_hash", "latency_ms"}
-_EXECUTION_FIELDS |= {"attempts", "error_code", "error", "cost_usd"}
-_CHECK_FIELDS = ("outcome", "reason", "source")
-_SEEN_FIELDS = ("model", "request_hash", "response_hash")
+_HEADER = {"agent", "workflow", "tenant_id", "principal_id", "contract_version", "contract_hash"}
+_HEADER |= {"policy_hash", "model", "model_kind"}
+_MODEL = {"model", "request_hash", "response_hash", "prompt_tokens", "completion_tokens"}
+_MODEL |= {"cost_usd", "latency_ms"}
+_SEEN = ("model", "request_hash", "response_hash")
+_EXECUTION = {"status", "idempotency_key", "output", "output_hash", "latency_ms", "attempts"}
+_EXECUTION |= {"error_code", "error", "cost_usd"}
+_TIMER = {"seconds", "wake_at"}
+_CHECK = ("outcome", "reason", "source")
 
 
-def _excerpt(text: str, limit: int = _EXCERPT) -> str:
+def _excerpt(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _call_ids(model: ModelResponded) -> set[str]:
-    return {c.call_id for c in model.tool_calls}
-
-
 @dataclass(kw_only=True)
-class _ToolStep:
-    proposed: ToolProposed
-    """The first proposal; a re-decision after approval proposes the same call again."""
-    seen: ModelResponded | None
-    sources: list[dict[str, Any]]
-    round: list[CheckRecorded] = field(default_factory=list)
-    """The checks since the latest proposal: the decision round that counts."""
-    policy: CheckRecorded | None = None
-    decided: GateDecided | None = None
-    completed: ToolCompleted | None = None
-    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+class _Gate:
+    """What `History` leaves out: every check, where each step's latest round began, approvals."""
 
-
-@dataclass(kw_only=True)
-class _Run:
-    started: RunStarted | None = None
     status: str = "running"
-    models: dict[int, ModelResponded] = field(default_factory=dict)
-    timers: dict[int, TimerStarted] = field(default_factory=dict)
-    tools: dict[int, _ToolStep] = field(default_factory=dict)
-    done: list[dict[str, Any]] = field(default_factory=list)
-    """Tool steps completed so far, in log order: what a model step could have read."""
-    sources: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    checks: dict[int, list[CheckRecorded]] = field(default_factory=dict)
+    starts: dict[int, int] = field(default_factory=dict)
+    """Step -> index into its checks where the latest round (its latest proposal) began."""
+    approvals: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def apply(self, event: Event) -> None:
-        match event:
-            case RunStarted():
-                self.started = event
-            case ModelResponded():
-                self.models[event.step] = event
-                self.sources[event.step] = list(self.done)
-            case TimerStarted():
-                self.timers[event.step] = event
-            case RunSuspended():
-                self.status = "waiting"
-            case RunResumed() | RunFinished():
-                self.status = event.status if isinstance(event, RunFinished) else "running"
-            case ToolProposed():
-                self._propose(event)
-            case _:
-                self._apply_tool(event)
+    def round(self, step: int) -> list[CheckRecorded]:
+        return self.checks.get(step, [])[self.starts.get(step, 0) :]
 
-    def _propose(self, event: ToolProposed) -> None:
-        if event.step not in self.tools:
-            # The latest turn asking for this call_id: what the agent saw when it proposed it.
-            asked = [m for m in self.models.values() if event.call_id in _call_ids(m)]
-            seen = asked[-1] if asked else None
-            sources = self.sources[seen.step] if seen else list(self.done)
-            self.tools[event.step] = _ToolStep(proposed=event, seen=seen, sources=sources)
-        self.tools[event.step].round = []
-
-    def _apply_tool(self, event: Event) -> None:
-        match event:
-            case CheckRecorded():
-                tool = self.tools[event.step]
-                tool.round.append(event)
-                tool.policy = event if event.check == "policy" else tool.policy
-            case GateDecided():
-                self.tools[event.step].decided = event
-            case ApprovalRequested() | ApprovalDecided() | ApprovalExpired():
-                _fold_approval(self.tools[event.step].approvals, event)
-            case ToolCompleted():
-                self.tools[event.step].completed = event
-                self.done.append(
-                    {"step": event.step, "tool": event.tool, "output_hash": event.output_hash}
-                )
+    def fold(self, stored: StoredEvent) -> None:
+        match stored.event:
+            case ToolProposed() as e:
+                self.starts[e.step] = len(self.checks.setdefault(e.step, []))
+            case CheckRecorded() as e:
+                self.checks.setdefault(e.step, []).append(e)
+            case ApprovalRequested() | ApprovalDecided() | ApprovalExpired() as e:
+                _fold_approval(self.approvals.setdefault(e.step, {}), e)
+            case RunSuspended() | RunResumed() as e:
+                # A resumed run is running again, as the store's run record has it.
+                self.status = "waiting" if isinstance(e, RunSuspended) else "running"
+            case RunFinished() as e:
+                self.status = e.status
             case _:
                 pass
 
@@ -151,106 +101,120 @@ def explain(events: list[StoredEvent], *, step: int | None = None) -> dict[str, 
     """Answer context, policy, execution and verdict for each step of one run.
 
     Args:
-        events: The run's stored events, in order.
+        events: The run's stored events, in order (the first is `run.started`).
         step: Explain only this step.
 
     Raises:
-        NotFoundError: The run has no step `step`.
+        NotFoundError: The run has no events, or no step `step`.
     """
-    run = _Run()
+    if not events:
+        raise NotFoundError("no events to explain", hint="is the run id right?")
+    history, gate = History.from_events(events), _Gate()
     for stored in events:
-        run.apply(stored.event)
-    run_id = events[0].run_id if events else None
-    steps = {n: _model_step(m) for n, m in run.models.items()}
-    steps |= {n: t.model_dump(exclude={"kind"}) | {"kind": "timer"} for n, t in run.timers.items()}
-    steps |= {n: _tool_step(t, run.started) for n, t in run.tools.items()}
+        gate.fold(stored)
+    records = dict(sorted(history.steps.items()))
     if step is not None:
-        if step not in steps:
-            numbers = ", ".join(str(n) for n in sorted(steps)) or "none yet"
-            raise NotFoundError(f"run {run_id} has no step {step}", hint=f"its steps: {numbers}")
-        steps = {step: steps[step]}
-    started = run.started
-    header = {name: getattr(started, name, None) for name in _HEADER}
-    task = {"hash": started.task_hash, "excerpt": _excerpt(started.task)} if started else None
-    return {"run_id": run_id, **header, "status": run.status, "task": task} | {
-        "steps": [steps[n] for n in sorted(steps)]
-    }
-
-
-def _model_step(m: ModelResponded) -> dict[str, Any]:
-    calls = [c.tool for c in m.tool_calls]
-    head = {"step": m.step, "kind": "model", "tool_calls": calls}
-    return head | {"text_excerpt": _excerpt(m.text)} | m.model_dump(include=_MODEL_FIELDS)
-
-
-def _tool_step(t: _ToolStep, started: RunStarted | None) -> dict[str, Any]:
-    p = t.proposed
+        if step not in records:
+            numbers = ", ".join(map(str, records)) or "none yet"
+            raise NotFoundError(
+                f"run {events[0].run_id} has no step {step}", hint=f"its steps are {numbers}"
+            )
+        records = {step: records[step]}
+    started = history.started
     return {
-        "step": p.step,
-        "kind": "tool",
-        "tool": p.tool,
-        "effect": p.effect,
-        "decision": t.decided.decision if t.decided else None,
-        "context": _context(t, started),
-        "policy": _policy(t),
-        "execution": _execution(t),
-        "verdict": _verdict(t),
-        "approvals": list(t.approvals.values()),
+        "run_id": events[0].run_id,
+        **started.model_dump(include=_HEADER),
+        "status": gate.status,
+        "task": {"hash": started.task_hash, "excerpt": _excerpt(started.task)},
+        "steps": [_step(r, history, gate) for r in records.values()],
     }
 
 
-def _context(t: _ToolStep, started: RunStarted | None) -> dict[str, Any]:
-    m = t.seen
-    seen = m.model_dump(include=set(_SEEN_FIELDS)) if m else dict.fromkeys(_SEEN_FIELDS)
+def _step(r: StepRecord, history: History, gate: _Gate) -> dict[str, Any]:
+    if r.model is not None:
+        m = r.model
+        head = {"step": r.step, "kind": "model", "tool_calls": [c.tool for c in m.tool_calls]}
+        return head | {"text_excerpt": _excerpt(m.text)} | m.model_dump(include=_MODEL)
+    if r.timer is not None:
+        return {"step": r.step, "kind": "timer"} | r.timer.model_dump(include=_TIMER)
+    assert r.proposed is not None  # noqa: S101 - every tool step begins with its proposal
+    return {
+        "step": r.step,
+        "kind": "tool",
+        "tool": r.tool,
+        "effect": r.proposed.effect,
+        "decision": r.decided.decision if r.decided else None,
+        "context": _context(r, history),
+        "policy": _policy(r, gate),
+        "execution": _execution(r),
+        "verdict": _verdict(r, gate),
+        "approvals": list(gate.approvals.get(r.step, {}).values()),
+    }
+
+
+def _context(r: StepRecord, history: History) -> dict[str, Any]:
+    assert r.proposed is not None  # noqa: S101
+    call_id, earlier = r.proposed.call_id, [s for n, s in history.steps.items() if n < r.step]
+    asked = [s.model for s in earlier if s.model and call_id in _call_ids(s.model)]
+    # Steps run one at a time (a held step suspends the run), so a lower step number means
+    # the step finished first: these are the results the model could have read.
+    m = max(asked, key=lambda model: model.step) if asked else None
+    before = m.step if m else r.step
+    sources = [
+        {"step": s.step, "tool": s.tool, "output_hash": s.completed.output_hash}
+        for s in sorted(earlier, key=lambda s: s.step)
+        if s.completed and s.step < before
+    ]
     return {
         "model_step": m.step if m else None,
-        **seen,
+        **(m.model_dump(include=set(_SEEN)) if m else dict.fromkeys(_SEEN)),
         "model_text_excerpt": _excerpt(m.text) if m else None,
-        "arguments": t.proposed.arguments,
-        "sources": t.sources,
-        "task_hash": started.task_hash if started else None,
+        "arguments": r.proposed.arguments,
+        "sources": sources,
+        "task_hash": history.started.task_hash,
     }
 
 
-def _policy(t: _ToolStep) -> dict[str, Any]:
-    check = t.policy
-    if check is None:
-        unreached = dict.fromkeys(_CHECK_FIELDS)
-        return {"reached": False, **unreached, "policy_ids": [], "context": None}
+def _call_ids(model: ModelResponded) -> set[str]:
+    return {c.call_id for c in model.tool_calls}
+
+
+def _policy(r: StepRecord, gate: _Gate) -> dict[str, Any]:
+    checks = [c for c in gate.checks.get(r.step, []) if c.check == "policy"]
+    if not checks:
+        return {"reached": False, **dict.fromkeys(_CHECK), "policy_ids": [], "context": None}
     return {
         "reached": True,
-        **check.model_dump(include=set(_CHECK_FIELDS)),
-        "policy_ids": t.decided.policy_ids if t.decided else [],
-        # The gate writes check details unredacted, and resource ids can carry personal data.
-        "context": redact(check.detail),
+        **checks[-1].model_dump(include=set(_CHECK)),
+        "policy_ids": r.decided.policy_ids if r.decided else [],
+        "context": checks[-1].detail,
     }
 
 
-def _execution(t: _ToolStep) -> dict[str, Any] | None:
-    if t.completed is None:
+def _execution(r: StepRecord) -> dict[str, Any] | None:
+    if r.completed is None or r.proposed is None:
         return None
-    return {"input_hash": t.proposed.input_hash} | t.completed.model_dump(include=_EXECUTION_FIELDS)
+    return {"input_hash": r.proposed.input_hash} | r.completed.model_dump(include=_EXECUTION)
 
 
-def _verdict(t: _ToolStep) -> dict[str, Any] | None:
-    first = next((c for c in t.round if c.outcome != "pass"), None)
-    decided = t.decided
+def _verdict(r: StepRecord, gate: _Gate) -> dict[str, Any] | None:
+    first = next((c for c in gate.round(r.step) if c.outcome != "pass"), None)
+    decided = r.decided
     if decided and decided.decision == "denied" and (first is None or first.outcome != "deny"):
-        # A refusal or an expiry denies with no check of its own; only gate.decided says so,
-        # and the round's hold would tell the wrong story.
-        request = next(reversed(t.approvals), None)
-        source = f"approval:{request}" if request else "approval"
+        # A refusal or an expiry denies with no check of its own: only gate.decided says so,
+        # and the round's hold alone would tell the wrong story.
         return {
             "check": decided.check,
             "outcome": "deny",
             "reason": decided.reason,
-            "source": source,
+            "source": r.request_id or "",
         }
-    return first.model_dump(include={"check", *_CHECK_FIELDS}) if first else None
+    return first.model_dump(include={"check", *_CHECK}) if first else None
 
 
 # --- rendering ----------------------------------------------------------------------------------
-_STYLE = {"allowed": "green", "pass": "green", "denied": "red", "deny": "red", "fail": "red"}
+_STYLE = {"allowed": "green", "pass": "green", "ok": "green", "approved": "green"}
+_STYLE |= {"denied": "red", "deny": "red"}
 
 
 def _e(value: object) -> str:
@@ -258,21 +222,20 @@ def _e(value: object) -> str:
 
 
 def _styled(word: object) -> str:
-    style = _STYLE.get(str(word), "yellow")
-    return f"[{style}]{_e(word)}[/]"
+    return f"[{_STYLE.get(str(word), 'yellow')}]{_e(word)}[/]"
 
 
 def render(report: dict[str, Any]) -> list[str]:
     """Readable lines with rich markup: the run, then one block per step; free text escaped."""
-    r, task = report, report["task"]
+    r = report
     who = f"{_e(r['agent'])} ({_e(r['workflow'])}) for {_e(r['tenant_id'])}"
+    rules = f"contract {_e(r['contract_version'])} {r['contract_hash'][:12]}"
+    rules += f", policy {r['policy_hash'][:12]}, model {_e(r['model'])} ({r['model_kind']})"
     lines = [
         f"[bold]run {_e(r['run_id'])}[/] {_e(r['status'])}: {who} as {_e(r['principal_id'])}",
-        f"[dim]contract {_e(r['contract_version'])} {str(r['contract_hash'])[:12]}, policy "
-        + f"{str(r['policy_hash'])[:12]}, model {_e(r['model'])} ({r['model_kind']})[/]",
+        f"[dim]{rules}[/]",
+        f"task: {_e(r['task']['excerpt'][:80])} [dim]{r['task']['hash'][:12]}[/]",
     ]
-    if task:
-        lines.append(f"task: {_e(task['excerpt'][:80])} [dim]{task['hash'][:12]}[/]")
     for s in r["steps"]:
         lines.extend(_RENDERERS[s["kind"]](s))
     return lines
@@ -291,45 +254,43 @@ def _render_timer(s: dict[str, Any]) -> list[str]:
 
 
 def _render_tool(s: dict[str, Any]) -> list[str]:
-    head = f"[bold]step {s['step']}[/] {_e(s['tool'])} ({_e(s['effect'])}): "
-    lines = [
-        head + _styled(s["decision"]),
-        "   context:  " + _render_context(s["context"]),
-        "   policy:   " + _render_policy(s["policy"]),
-        "   executed: " + _render_execution(s["execution"]),
-        "   verdict:  " + _render_verdict(s["verdict"]),
+    return [
+        f"[bold]step {s['step']}[/] {_e(s['tool'])} ({_e(s['effect'])}): {_styled(s['decision'])}",
+        f"   context:  {_render_context(s['context'])}",
+        f"   policy:   {_render_policy(s['policy'])}",
+        f"   executed: {_render_execution(s['execution'])}",
+        f"   verdict:  {_render_verdict(s['verdict'])}",
+        *(
+            f"   approval: {_e(a['request_id'])} {_e(a['tier'])} needs {a['needed']} "
+            f"{_e(a['role'])}(s): {_styled(a['status'])}"
+            + "".join(f"; {_e(d['approver'])} {d['decision']}s" for d in a["decisions"])
+            for a in s["approvals"]
+        ),
     ]
-    lines.extend(
-        f"   approval: {_e(a['request_id'])} {_e(a['tier'])}, {a['needed']} {_e(a['role'])}(s), "
-        f"{_styled(a['status'])}"
-        + "".join(f"; {_e(d['approver'])} {d['decision']}s" for d in a["decisions"])
-        for a in s["approvals"]
-    )
-    return lines
 
 
 def _render_context(c: dict[str, Any]) -> str:
     seen = "no model turn" if c["model_step"] is None else f"model step {c['model_step']}"
-    request = f" [dim]request {c['request_hash'][:12]}[/]" if c["request_hash"] else ""
-    read = ", ".join(f"step {x['step']} {_e(x['tool'])}" for x in c["sources"]) or "nothing"
-    return f"{seen}{request}, sources {read}; arguments {_e(c['arguments'])}"
+    request = f" [dim](request {c['request_hash'][:12]})[/]" if c["request_hash"] else ""
+    read = ", ".join(f"step {x['step']} {_e(x['tool'])}" for x in c["sources"]) or "none"
+    return f"{seen}{request}, sources: {read}; arguments {_e(c['arguments'])}"
 
 
 def _render_policy(p: dict[str, Any]) -> str:
     if not p["reached"]:
         return "[dim]not reached[/]"
     ids = ", ".join(p["policy_ids"]) or "no policy matched"
-    context = (p["context"] or {}).get("context", {})
-    return f"{_styled(p['outcome'])} {_e(p['reason'])} [dim]<{_e(ids)}> {_e(context)}[/]"
+    values = p["context"].get("context", {})
+    return f"{_styled(p['outcome'])} {_e(p['reason'])} [dim]<{_e(ids)}> {_e(values)}[/]"
 
 
 def _render_execution(x: dict[str, Any] | None) -> str:
     if x is None:
         return "[dim]not executed[/]"
-    result = _styled(x["status"]) if x["status"] == "ok" else f"[red]{_e(x['error_code'])}[/]"
+    result = _styled("ok") if x["status"] == "ok" else f"[red]{_e(x['error_code'])}[/]"
     return (
-        f"{result} in {x['latency_ms']:.1f} ms, {x['attempts']} attempt(s), "
-        f"output {_e(x['output'])} [dim]key {_e(x['idempotency_key'])}[/]"
+        f"{result} in {x['latency_ms']:.1f} ms, {x['attempts']} attempt(s), output "
+        f"{_e(x['output'])} [dim]key {_e(x['idempotency_key'])}[/]"
     )
 
 
