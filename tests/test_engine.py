@@ -19,7 +19,6 @@ from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
 from charter.gate import Executor, idempotency_key
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.store._lease import new_owner
-from conftest import CONTRACT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -370,11 +369,11 @@ class TestAutonomyInTheLog:
         [("draft", "proposed"), ("suggest", "needs_approval"), ("autonomous", "allowed")],
     )
     def test_every_approval_check_names_the_stage_that_applied(
-        self, plane, cred, make_contract, toolset, stage, decision
+        self, plane, cred, make_contract, contract_data, toolset, stage, decision
     ):
         model = ScriptedModel([ScriptedTurn.call("flaky", item="x"), ScriptedTurn.say("done")])
-        data = {**CONTRACT, "autonomy": stage}
-        data["tools"] = {**CONTRACT["tools"], "flaky": {"effect": "write", "approval": "ops"}}
+        data = {**contract_data, "autonomy": stage}
+        data["tools"]["flaky"] = {"effect": "write", "approval": "ops"}
         agent = Agent.load(make_contract(data), tools=toolset.tools, model=model)
         result = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
         events = plane.store.events(result.run_id)

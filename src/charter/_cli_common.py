@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from charter._config import Config
 from charter.exceptions import CharterError, UserError
@@ -42,9 +43,10 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
             if kwargs.get("as_json"):
                 emit_json({"error": exc.to_dict()})
             else:
-                errors.print(f"[bold red]error[/] [{exc.code}] {exc.message}", markup=True)
+                # Messages quote user input (ids, reasons): never let it read as markup.
+                errors.print(f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}")
                 if exc.hint:
-                    errors.print(f"  hint: {exc.hint}")
+                    errors.print(f"  hint: {escape(exc.hint)}")
             sys.exit(2 if isinstance(exc, UserError) else 1)
 
     return wrapper

@@ -68,19 +68,15 @@ def approvals_list(ctx: click.Context, status: str, run_id: str | None, as_json:
         emit_json([a.to_dict() for a in found])
         return
     table = Table()
-    for column in ("request", "run", "step", "action", "tier", "needs", "status", "expires"):
-        table.add_column(column, overflow="fold")
+    columns = ["request", "run", "step", "tool", "tier", "granted", "expires"]
+    if status == "all":
+        columns.append("status")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("request", "run"))
     for a in found:
-        table.add_row(
-            a.request_id,
-            a.run_id,
-            str(a.step),
-            a.summary,
-            a.tier,
-            f"{a.granted}/{a.approvers} {a.role}",
-            a.status,
-            a.expires_at[:16],
-        )
+        row = [a.request_id, a.run_id, str(a.step), a.tool, a.tier]
+        row += [f"{a.granted}/{a.approvers}", a.expires_at[5:16].replace("T", " ")]
+        table.add_row(*row, *([a.status] if status == "all" else []))
     console.print(table)
 
 

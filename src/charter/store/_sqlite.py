@@ -488,7 +488,7 @@ class SqliteStore(Store):
                     hint="`charter approvals list` shows the pending requests",
                 )
             request = _approval_from_row(row)
-            _check_vote(request, approver, now)
+            _check_vote(request, approver, now, decision=decision)
             voted = db.execute(
                 "SELECT decision FROM approval_votes WHERE request_id = ? AND approver_id = ?",
                 (request_id, approver.id),
@@ -702,7 +702,13 @@ def _identity_from_row(row: sqlite3.Row) -> IdentityRecord:
     )
 
 
-def _check_vote(request: ApprovalRecord, approver: IdentityRecord, now: datetime) -> None:
+def _check_vote(
+    request: ApprovalRecord,
+    approver: IdentityRecord,
+    now: datetime,
+    *,
+    decision: Literal["approve", "deny"],
+) -> None:
     """Everything that makes a vote not count, before anything is written."""
     if request.status != "pending":
         raise StateError(
@@ -721,7 +727,9 @@ def _check_vote(request: ApprovalRecord, approver: IdentityRecord, now: datetime
             f"{approver.name} does not have the role {request.role!r} this tier needs",
             hint=f"charter identity create --human NAME --role {request.role}",
         )
-    if approver.name in request.excluded or approver.id in request.excluded:
+    # Separation of duties bars approving; a deny only tightens, so the owner may still veto.
+    excluded = approver.name in request.excluded or approver.id in request.excluded
+    if excluded and decision == "approve":
         raise ApprovalRefused(
             f"{approver.name} may not approve {request.request_id}: separation of duties "
             "excludes the agent's owner and the run's initiator",
