@@ -23,9 +23,9 @@ from charter._events import (
     RunSuspended,
 )
 from charter._time import iso, utcnow
-from charter.engine import Finish, History, RunContext, Stop, Suspend, Workflow, agent_loop
+from charter.engine import Finish, LoadedRun, RunContext, Stop, Suspend, Workflow, agent_loop
 from charter.exceptions import CharterError, CredentialError, StateError
-from charter.gate import Executor, Gate, RunState, hash_token
+from charter.gate import Executor, Gate, hash_token
 from charter.privacy import Vault, redact_text
 
 if TYPE_CHECKING:
@@ -178,28 +178,18 @@ class ControlPlane:
                 ),
                 [],
             )
-        history = History.from_events(self.store.events(run_id))
-        raw = self.store.raw_payloads(run_id)
-        state = RunState(
-            run_id=run_id,
-            agent=workflow.agent,
-            tenant_id=record.tenant_id,
-            principal_id=record.principal_id,
-            initiator=record.initiator,
-        )
+        loaded = LoadedRun.load(self.store, run_id)
         ctx = RunContext(
-            state=state,
-            history=history,
-            raw=raw,
+            state=loaded.state(workflow.agent),
+            history=loaded.history,
+            raw=loaded.raw,
             store=self.store,
             gate=self.gate,
             vault=self.vault,
             clock=self.clock,
             worker=worker,
         )
-        task = self.vault.open(
-            tenant_id=record.tenant_id, run_id=run_id, name="0:input", data=raw["0:input"]
-        )
+        task = loaded.task(self.vault)
         try:
             finish = _outcome(workflow.fn(ctx, task))
         except Suspend as wait:

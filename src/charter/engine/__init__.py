@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from charter.engine._context import Context, Finish, RunContext, Stop, Suspend
-from charter.engine._history import History, StepRecord
+from charter.engine._history import History, LoadedRun, StepRecord
 from charter.engine._replay import ReplayContext, ReplayReport, StepReplay, replay_run
 from charter.engine._worker import Worker, WorkerStats
 from charter.engine._workflow import Workflow, WorkflowFn, agent_loop, load_workflows, render
@@ -12,6 +12,7 @@ __all__ = [
     "Context",
     "Finish",
     "History",
+    "LoadedRun",
     "ReplayContext",
     "ReplayReport",
     "RunContext",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from charter._decision import Allowed, Decision, Denied, Failed, Proposed
 from charter._events import (
@@ -19,14 +19,17 @@ from charter._events import (
     ToolCompleted,
     ToolProposed,
 )
+from charter.gate import RunState
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from charter._agent import Agent
     from charter._events import CheckName, Event
-    from charter.store import StoredEvent
+    from charter.privacy import Vault
+    from charter.store import RunRecord, Store, StoredEvent
 
-__all__ = ["History", "StepRecord"]
+__all__ = ["History", "LoadedRun", "StepRecord"]
 
 StepKind = Literal["model", "tool", "timer"]
 ApprovalState = Literal["pending", "approved", "denied", "expired", "escalated"]
@@ -147,4 +150,46 @@ class History:
             tool=decided.tool,
             check=decided.check or "approval",
             reason=decided.reason,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedRun:
+    """What resuming or replaying a run reads: its record, log, history and raw payloads."""
+
+    record: RunRecord
+    events: list[StoredEvent]
+    history: History
+    raw: dict[str, bytes]
+
+    @classmethod
+    def load(cls, store: Store, run_id: str) -> LoadedRun:
+        """Read a run; raises NotFoundError."""
+        record = store.get_run(run_id)
+        events = store.events(run_id)
+        return cls(
+            record=record,
+            events=events,
+            history=History.from_events(events),
+            raw=store.raw_payloads(run_id),
+        )
+
+    def state(self, agent: Agent) -> RunState:
+        """The gate's view of this run, acting as its recorded principal."""
+        record = self.record
+        return RunState(
+            run_id=record.run_id,
+            agent=agent,
+            tenant_id=record.tenant_id,
+            principal_id=record.principal_id,
+            initiator=record.initiator,
+        )
+
+    def task(self, vault: Vault) -> Any:  # noqa: ANN401 - any JSON value
+        """The workflow's input, as given to `start`."""
+        return vault.open(
+            tenant_id=self.record.tenant_id,
+            run_id=self.record.run_id,
+            name="0:input",
+            data=self.raw["0:input"],
         )

@@ -20,9 +20,9 @@ from charter.engine._context import (
     request_hash,
     response_from_json,
 )
-from charter.engine._history import History
+from charter.engine._history import LoadedRun
 from charter.exceptions import NotFoundError
-from charter.gate import RunState, input_hash
+from charter.gate import input_hash
 from charter.privacy import Vault
 
 if TYPE_CHECKING:
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from charter._decision import Decision
-    from charter.engine._history import StepRecord
+    from charter.engine._history import History, StepRecord
     from charter.engine._workflow import Workflow
+    from charter.gate import RunState
     from charter.models import Message, ModelResponse, ToolSpec
     from charter.store import Store
 
@@ -200,22 +201,14 @@ def replay_run(store: Store, run_id: str, workflows: Sequence[Workflow]) -> Repl
             f"no workflow named {record.workflow!r} to replay {run_id} with",
             hint="pass the app that defines it: --app module:factory",
         )
-    events = store.events(run_id)
-    history = History.from_events(events)
-    raw = store.raw_payloads(run_id)
+    loaded = LoadedRun.load(store, run_id)
     vault = Vault.for_store(store)
-    state = RunState(
-        run_id=run_id,
-        agent=workflow.agent,
-        tenant_id=record.tenant_id,
-        principal_id=record.principal_id,
-        initiator=record.initiator,
+    history = loaded.history
+    ctx = ReplayContext(
+        state=loaded.state(workflow.agent), history=history, raw=loaded.raw, vault=vault
     )
-    ctx = ReplayContext(state=state, history=history, raw=raw, vault=vault)
     report = ReplayReport(run_id=run_id, workflow=workflow.name, steps=ctx.steps)
-    task = vault.open(
-        tenant_id=record.tenant_id, run_id=run_id, name="0:input", data=raw["0:input"]
-    )
+    task = loaded.task(vault)
     try:
         returned = workflow.fn(ctx, task)
     except _Halt as halt:
@@ -225,7 +218,7 @@ def replay_run(store: Store, run_id: str, workflows: Sequence[Workflow]) -> Repl
     except Exception as exc:  # noqa: BLE001 - the replayed code is the user's
         report.ended = f"the workflow raised {type(exc).__name__}: {exc}"
     else:
-        report.ended, report.same_end = _compare_finish(returned, events[-1].event)
+        report.ended, report.same_end = _compare_finish(returned, loaded.events[-1].event)
     for step in sorted(set(history.steps) - {s.step for s in ctx.steps}):
         missed = history.steps[step]
         ctx.steps.append(
