@@ -6,6 +6,7 @@ import copy
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +14,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from charter import Effect, Facts, Tool
+from charter import ControlPlane, Effect, Facts, Tool
+from charter._identity import IssuedCredential, create_agent_identity
 from charter.exceptions import PermanentToolError, RetryableToolError
+from charter.gate import Executor
 from charter.store import SqliteStore
 
 if TYPE_CHECKING:
@@ -94,6 +97,39 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
     db = SqliteStore(tmp_path / "charter.db", seal_key=SEAL_KEY)
     yield db
     db.close()
+
+
+class Clock:
+    """A clock the test moves by hand. It starts at the real time, since `Client.decide`
+    judges approval expiry by the real clock."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def plane(store: SqliteStore, clock: Clock) -> Iterator[ControlPlane]:
+    """A control plane on `store` whose retries do not sleep and whose clock the test moves."""
+    control = ControlPlane(store, clock=clock, executor=Executor(sleep=lambda s: None))
+    yield control
+    control.close()
+
+
+@pytest.fixture
+def cred(store: SqliteStore) -> IssuedCredential:
+    """acme's credential for the test agent of `CONTRACT`."""
+    return create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
 
 
 @pytest.fixture

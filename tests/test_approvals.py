@@ -7,7 +7,6 @@ Runs are started by `ControlPlane.run` with `initiator="alice"` under a contract
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -48,24 +47,6 @@ HELD_STEP = 2
 """Step 1 is the model's turn; step 2 is the tool call it makes."""
 
 
-class Clock:
-    """A clock the test moves by hand; it starts at the real time, as `Client.decide` uses."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
     with Client(Config.from_env({}, home=tmp_path / "home")) as opened:
@@ -73,7 +54,7 @@ def client(tmp_path: Path) -> Iterator[Client]:
 
 
 @pytest.fixture
-def plane(client: Client, clock: Clock) -> Iterator[ControlPlane]:
+def plane(client: Client, clock) -> Iterator[ControlPlane]:
     control = ControlPlane(client.store, clock=clock, executor=Executor(sleep=lambda s: None))
     yield control
     control.close()

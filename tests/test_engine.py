@@ -6,17 +6,15 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from charter import Agent, ControlPlane
+from charter import Agent
 from charter._decision import Allowed
-from charter._identity import create_agent_identity
 from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
-from charter.gate import Executor, idempotency_key
+from charter.gate import idempotency_key
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.store._lease import new_owner
 
@@ -28,36 +26,6 @@ if TYPE_CHECKING:
 
 class Crash(BaseException):
     """Stands in for the process dying: nothing in Charter may catch it."""
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def plane(store, clock):
-    control = ControlPlane(store, clock=clock, executor=Executor(sleep=lambda s: None))
-    yield control
-    control.close()
-
-
-@pytest.fixture
-def cred(store):
-    return create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
 
 
 @pytest.fixture

@@ -8,33 +8,21 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from rich.text import Text
 
-from charter import Agent, ControlPlane
+from charter import Agent
 from charter._explain import explain, render
-from charter._identity import create_agent_identity, create_human
+from charter._identity import create_human
 from charter._time import utcnow
 from charter.engine import Workflow, agent_loop
 from charter.exceptions import NotFoundError
-from charter.gate import Executor, idempotency_key
+from charter.gate import idempotency_key
 from charter.models import ScriptedModel, ScriptedTurn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from charter import RunResult
 
 call = ScriptedTurn.call
-
-
-@pytest.fixture
-def plane(store) -> Iterator[ControlPlane]:
-    control = ControlPlane(store, executor=Executor(sleep=lambda s: None))
-    yield control
-    control.close()
-
-
-@pytest.fixture
-def cred(store):
-    return create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
 
 
 @pytest.fixture

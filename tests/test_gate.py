@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from charter import Agent, Allowed, ControlPlane, Denied, Failed, NeedsApproval, Proposed
-from charter._identity import create_agent_identity
+from charter import Agent, Allowed, Denied, Failed, NeedsApproval, Proposed
 from charter.exceptions import CredentialError
-from charter.gate import Executor, idempotency_key
+from charter.gate import idempotency_key
 from charter.models import Message, ScriptedModel, ScriptedTurn
 from charter.store import KillSwitch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from charter import RunResult
 
@@ -33,18 +32,6 @@ STAGES = [
 ]
 """The decision stages, in the order the gate runs them."""
 call = ScriptedTurn.call
-
-
-@pytest.fixture
-def plane(store) -> Iterator[ControlPlane]:
-    control = ControlPlane(store, executor=Executor(sleep=lambda s: None))
-    yield control
-    control.close()
-
-
-@pytest.fixture
-def cred(store):
-    return create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
 
 
 @pytest.fixture
