@@ -46,7 +46,7 @@ from charter._events import CheckName, ToolCallSpec
 from charter._identity import create_agent_identity
 from charter._tools import Facts, Tool, ToolContext
 from charter.examples import BILLING, payments_tools, support_tools
-from charter.gate import Call, Controls, Gate, RunState, hash_token, idempotency_key
+from charter.gate import Call, Controls, Gate, RunState, idempotency_key
 from charter.models import ScriptedModel
 from charter.policy import CedarPolicy, PolicyRequest, build_request
 from charter.policy._cedar import _to_cedar
@@ -177,13 +177,16 @@ def fixture() -> Iterator[Fixture]:
                 store=store,
                 gate=gate,
                 run=RunState(
-                    run_id="run_bench", agent=agent, tenant_id=TENANT, principal_id=issued.identity.id
+                    run_id="run_bench",
+                    agent=agent,
+                    tenant_id=TENANT,
+                    principal_id=issued.identity.id,
                 ),
                 run_fixed=RunState(
                     run_id="run_bench_fixed",
                     agent=agent_fixed,
                     tenant_id=TENANT,
-                    token_hash=token_hash,
+                    principal_id=issued.identity.id,
                 ),
                 refund=refund,
                 facts=facts,
