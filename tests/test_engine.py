@@ -345,11 +345,8 @@ class TestAutonomyInTheLog:
         agent = Agent.load(make_contract(data), tools=toolset.tools, model=model)
         result = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
         events = plane.store.events(result.run_id)
-        approval = next(
-            e.payload
-            for e in events
-            if e.kind == "check.recorded" and e.payload["check"] == "approval"
-        )
+        checks = [c for e in events for c in e.payload.get("checks", [])]
+        approval = next(c for c in checks if c["check"] == "approval")
         decided = next(e.payload for e in events if e.kind == "gate.decided")
         assert approval["detail"]["autonomy"] == stage
         assert decided["decision"] == decision

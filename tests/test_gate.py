@@ -64,12 +64,13 @@ def _only(result: RunResult) -> Any:
 
 
 def _step_log(store, run_id: str, step: int) -> list[str]:
-    """The kinds of one step's gate events, with each check's name: 'check:policy'."""
-    return [
-        f"check:{e.payload['check']}" if e.kind == "check.recorded" else e.kind
-        for e in store.events(run_id)
-        if e.payload.get("step") == step
-    ]
+    """One step's events in order, each event's checks just before it: 'check:policy'."""
+    log: list[str] = []
+    for e in store.events(run_id):
+        if e.payload.get("step") == step:
+            log += [f"check:{c['check']}" for c in e.payload.get("checks", [])]
+            log.append(e.kind)
+    return log
 
 
 class TestAllowed:

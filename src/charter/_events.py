@@ -14,6 +14,7 @@ __all__ = [
     "ApprovalDecided",
     "ApprovalExpired",
     "ApprovalRequested",
+    "Check",
     "CheckName",
     "CheckOutcome",
     "CheckRecorded",
@@ -124,8 +125,24 @@ class ToolProposed(_Event):
     idempotency_key: str
 
 
+class Check(BaseModel):
+    """One gate stage's result for one step, as recorded inside the event that concludes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    check: CheckName
+    outcome: CheckOutcome
+    reason: str
+    source: str
+    """What decided: a policy id, a contract key path, a verifier name."""
+    detail: dict[str, JsonValue] = Field(default_factory=dict)
+    duration_us: int
+
+
 class CheckRecorded(_Event):
-    """One gate stage's result for one step."""
+    """One gate stage's result as an event of its own. Read, never written.
+
+    Logs written before `gate.decided` and `tool.completed` carried their checks hold these.
+    """
 
     kind: Literal["check.recorded"] = "check.recorded"
     step: int
@@ -133,7 +150,6 @@ class CheckRecorded(_Event):
     outcome: CheckOutcome
     reason: str
     source: str
-    """What decided: a policy id, a contract key path, a verifier name."""
     detail: dict[str, JsonValue] = Field(default_factory=dict)
     duration_us: int
 
@@ -151,6 +167,8 @@ class GateDecided(_Event):
     policy_ids: list[str]
     tier: str | None = None
     diff: list[dict[str, JsonValue]] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    """Every decision stage that ran, in order, up to the one that denied, held or proposed."""
 
 
 class ApprovalRequested(_Event):
@@ -243,6 +261,8 @@ class ToolCompleted(_Event):
     latency_ms: float
     cost_usd: float
     idempotency_key: str
+    checks: list[Check] = Field(default_factory=list)
+    """The execute, output and record stages."""
 
 
 Outcome = Literal[

@@ -16,10 +16,13 @@ from charter._events import (
     ApprovalDecided,
     ApprovalExpired,
     ApprovalRequested,
+    Check,
     CheckRecorded,
+    GateDecided,
     RunFinished,
     RunResumed,
     RunSuspended,
+    ToolCompleted,
     ToolProposed,
 )
 from charter.engine import History, StepRecord
@@ -51,20 +54,23 @@ class _Gate:
     """What `History` leaves out: every check, where each step's latest round began, approvals."""
 
     status: str = "running"
-    checks: dict[int, list[CheckRecorded]] = field(default_factory=dict)
+    checks: dict[int, list[Check]] = field(default_factory=dict)
     starts: dict[int, int] = field(default_factory=dict)
     """Step -> index into its checks where the latest round (its latest proposal) began."""
     approvals: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def round(self, step: int) -> list[CheckRecorded]:
+    def round(self, step: int) -> list[Check]:
         return self.checks.get(step, [])[self.starts.get(step, 0) :]
 
     def fold(self, stored: StoredEvent) -> None:
         match stored.event:
             case ToolProposed() as e:
                 self.starts[e.step] = len(self.checks.setdefault(e.step, []))
-            case CheckRecorded() as e:
-                self.checks.setdefault(e.step, []).append(e)
+            case GateDecided() | ToolCompleted() as e:
+                self.checks.setdefault(e.step, []).extend(e.checks)
+            case CheckRecorded() as e:  # logs written before checks were embedded
+                legacy = Check.model_validate(e.model_dump(exclude={"kind", "step"}))
+                self.checks.setdefault(e.step, []).append(legacy)
             case ApprovalRequested() | ApprovalDecided() | ApprovalExpired() as e:
                 _fold_approval(self.approvals.setdefault(e.step, {}), e)
             case RunSuspended() | RunResumed() as e:

@@ -23,7 +23,7 @@ from charter._events import (
 )
 
 if TYPE_CHECKING:
-    from charter._events import Event
+    from charter._events import Check, Event
     from charter.store import StoredEvent
 
 __all__ = ["describe"]
@@ -73,14 +73,11 @@ def _describe_step(event: Event) -> str:  # noqa: PLR0911 - one line per event k
                 f"[bold]step {e.step}[/] proposes {e.tool} ({e.effect}) {escape(str(e.arguments))}"
             )
         case CheckRecorded() as e:
-            style = _OUTCOME_STYLE[e.outcome]
-            return (
-                f"   {e.check:<11} [{style}]{e.outcome:<7}[/] {escape(e.reason)} "
-                f"[dim]<{escape(e.source)}>[/]"
-            )
+            return _check_line(e)
         case GateDecided() as e:
             style = {"allowed": "green", "denied": "red"}.get(e.decision, "yellow")
-            return f"   decision  [{style}]{e.decision}[/] {escape(e.reason)}"
+            decided = f"   decision  [{style}]{e.decision}[/] {escape(e.reason)}"
+            return "\n".join([*map(_check_line, e.checks), decided])
         case ApprovalRequested() as e:
             return (
                 f"   approval  {e.request_id} needs {e.approvers} {e.role}(s) of tier {e.tier}, "
@@ -88,10 +85,11 @@ def _describe_step(event: Event) -> str:  # noqa: PLR0911 - one line per event k
             )
         case ToolCompleted() as e:
             result = "ok" if e.status == "ok" else f"[red]{e.error_code}[/]"
-            return (
+            executed = (
                 f"   executed  {e.tool} {result} in {e.latency_ms:.1f} ms, attempt(s) {e.attempts} "
                 f"[dim]key {e.idempotency_key}[/]"
             )
+            return "\n".join([*map(_check_line, e.checks), executed])
         case ApprovalDecided() as e:
             style = "green" if e.decision == "approve" else "red"
             return (
@@ -103,3 +101,11 @@ def _describe_step(event: Event) -> str:  # noqa: PLR0911 - one line per event k
             return f"   approval  {e.request_id} [yellow]expired[/]: {e.action}{then}"
         case _:
             return escape(event.kind)
+
+
+def _check_line(check: Check | CheckRecorded) -> str:
+    style = _OUTCOME_STYLE[check.outcome]
+    return (
+        f"   {check.check:<11} [{style}]{check.outcome:<7}[/] {escape(check.reason)} "
+        f"[dim]<{escape(check.source)}>[/]"
+    )

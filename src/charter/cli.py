@@ -344,7 +344,7 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         record = client.run(run_id)
         events = client.events(run_id)
     if as_json:
-        emit_json({"run": record.to_dict(), "events": [e.__dict__ for e in events]})
+        emit_json({"run": record.to_dict(), "events": [e.to_dict() for e in events]})
         return
     console.print(
         f"[bold]{record.run_id}[/] {record.agent} ({record.contract_version}) for "

@@ -101,7 +101,7 @@ class History:
             case ToolProposed() as e:
                 record = self._tool_step(e.step)
                 record.proposed = record.proposed or e
-            case CheckRecorded(outcome="fail") as e:
+            case CheckRecorded(outcome="fail") as e:  # logs written before checks were embedded
                 self._tool_step(e.step).failed_check = e.check
             case GateDecided() as e:
                 self._tool_step(e.step).decided = e
@@ -116,7 +116,10 @@ class History:
             case ApprovalExpired() as e:
                 self.requests[e.request_id] = "expired" if e.action == "deny" else "escalated"
             case ToolCompleted() as e:
-                self._tool_step(e.step).completed = e
+                record = self._tool_step(e.step)
+                record.completed = e
+                failed = [c.check for c in e.checks if c.outcome == "fail"]
+                record.failed_check = failed[0] if failed else record.failed_check
             case _:
                 pass
 

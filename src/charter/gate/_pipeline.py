@@ -25,7 +25,7 @@ from charter._decision import (
 )
 from charter._events import (
     ApprovalRequested,
-    CheckRecorded,
+    Check,
     Event,
     GateDecided,
     ToolCompleted,
@@ -130,58 +130,54 @@ class Gate:
             input_hash=input_hash(spec.arguments),
             idempotency_key=key,
         )
-        events: list[Event] = [proposed, *_check_events(step, checks, timings)]
         policy_ids = list(call.policy.policy_ids) if call.policy else []
+        recorded = _recorded(checks, timings)
+        reason = redact_text(final.reason)
         decision: Decision
         if final.outcome == "deny":
             decision = Denied(
+                step=step, tool=tool, check=final.check, reason=reason, source=final.source
+            )
+            verdict = GateDecided(
                 step=step,
                 tool=tool,
+                decision="denied",
                 check=final.check,
-                reason=redact_text(final.reason),
-                source=final.source,
+                reason=reason,
+                policy_ids=policy_ids,
+                checks=recorded,
             )
-            events.append(
-                GateDecided(
-                    step=step,
-                    tool=tool,
-                    decision="denied",
-                    check=final.check,
-                    reason=redact_text(final.reason),
-                    policy_ids=policy_ids,
-                )
-            )
+            events: list[Event] = [proposed, verdict]
         elif final.outcome == "propose":
             # Previews run only for calls a human will look at, never for refused ones.
             diff = self._diff(call)
             decision = Proposed(step=step, tool=tool, diff=tuple(diff))
-            events.append(
-                GateDecided(
-                    step=step,
-                    tool=tool,
-                    decision="proposed",
-                    check="approval",
-                    reason=redact_text(final.reason),
-                    policy_ids=policy_ids,
-                    diff=diff,
-                )
+            verdict = GateDecided(
+                step=step,
+                tool=tool,
+                decision="proposed",
+                check="approval",
+                reason=reason,
+                policy_ids=policy_ids,
+                diff=diff,
+                checks=recorded,
             )
+            events = [proposed, verdict]
         elif final.outcome == "hold":
-            decision, held = self._hold(call, final, self._diff(call), policy_ids)
-            events.extend(held)
+            decision, held = self._hold(call, final, self._diff(call), policy_ids, recorded)
+            events = [proposed, *held]
         else:
-            events.append(
-                GateDecided(
-                    step=step,
-                    tool=tool,
-                    decision="allowed",
-                    check=None,
-                    reason="every check passed",
-                    policy_ids=policy_ids,
-                )
+            verdict = GateDecided(
+                step=step,
+                tool=tool,
+                decision="allowed",
+                check=None,
+                reason="every check passed",
+                policy_ids=policy_ids,
+                checks=recorded,
             )
             # The intent is durable before the effect: a crash from here on is resumable.
-            self._store.append(run.run_id, events)
+            self._store.append(run.run_id, [proposed, verdict])
             return self._execute(call, policy_ids)
         self._store.append(run.run_id, events)
         return decision
@@ -203,7 +199,12 @@ class Gate:
         return self._execute(call, policy_ids)
 
     def _hold(
-        self, call: Call, final: CheckResult, diff: list[dict[str, Any]], policy_ids: list[str]
+        self,
+        call: Call,
+        final: CheckResult,
+        diff: list[dict[str, Any]],
+        policy_ids: list[str],
+        recorded: list[Check],
     ) -> tuple[NeedsApproval, list[Event]]:
         assert final.tier is not None  # noqa: S101 - holds always name a tier
         tier = call.run.agent.contract.approval_tiers[final.tier]
@@ -231,6 +232,7 @@ class Gate:
                 policy_ids=policy_ids,
                 tier=final.tier,
                 diff=diff,
+                checks=recorded,
             ),
             ApprovalRequested(
                 step=call.step,
@@ -295,6 +297,7 @@ class Gate:
             latency_ms=round(execution.latency_ms, 3),
             cost_usd=cost,
             idempotency_key=call.idempotency_key,
+            checks=_recorded(checks, timings),
         )
         raw = None
         if output is not None:
@@ -302,9 +305,7 @@ class Gate:
                 tenant_id=run.tenant_id, run_id=run.run_id, name=f"{call.step}:output", value=output
             )
             raw = {f"{call.step}:output": sealed}
-        self._store.append(
-            run.run_id, [*_check_events(call.step, checks, timings), completed], raw=raw
-        )
+        self._store.append(run.run_id, [completed], raw=raw)
         if failed:
             bad = checks[-2]
             return Failed(
@@ -319,16 +320,15 @@ class Gate:
         return Allowed(step=call.step, tool=tool.name, output=output, policy_ids=tuple(policy_ids))
 
 
-def _check_events(step: int, checks: list[CheckResult], timings: list[int]) -> list[Event]:
+def _recorded(checks: list[CheckResult], timings: list[int]) -> list[Check]:
+    """The checks as the log keeps them; they quote what they judged, so they are redacted."""
     return [
-        CheckRecorded(
-            step=step,
+        Check(
             check=c.check,
             outcome=c.outcome,
-            # Checks quote what they judged (a resource id, a bound's value): redact it too.
             reason=redact_text(c.reason),
             source=c.source,
-            detail=redact(c.detail) if c.detail else c.detail,
+            detail=redact(c.detail) if c.detail else {},
             duration_us=t,
         )
         for c, t in zip(checks, timings, strict=True)

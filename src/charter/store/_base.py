@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter._events import (
@@ -45,20 +46,43 @@ __all__ = [
 
 @dataclass(frozen=True, kw_only=True)
 class StoredEvent:
-    """An event as written: the typed event plus its place in the run's chain."""
+    """An event as written: its canonical JSON text and its place in the run's chain.
+
+    The parsed forms are computed on first use: resuming a long run reads thousands of events
+    and needs only some of them typed.
+    """
 
     run_id: str
     seq: int
     ts: str
     kind: str
-    payload: dict[str, Any]
+    data: str
+    """The canonical JSON the hash covers."""
     prev_hash: str
     hash: str
 
-    @property
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        """The payload as a dict."""
+        parsed: dict[str, Any] = json.loads(self.data)
+        return parsed
+
+    @cached_property
     def event(self) -> Event:
         """The typed event."""
-        return EventAdapter.validate_python(self.payload)
+        return EventAdapter.validate_json(self.data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the chain fields and the payload."""
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "kind": self.kind,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,8 +154,11 @@ class RunRecord:
             runnable=True,
         )
 
-    def apply(self, event: Event, *, ts: str) -> RunRecord:
-        """This record after `event`; the store calls it inside the append transaction."""
+    def apply(self, event: Event) -> RunRecord:
+        """This record after `event`; the store calls it inside the append transaction.
+
+        `updated_at` and `event_count` are the store's to set, once per append.
+        """
         match event:
             case ModelResponded():
                 changes: dict[str, Any] = {
@@ -163,8 +190,8 @@ class RunRecord:
                     "wake_at": None,
                 }
             case _:
-                changes = {}
-        return replace(self, **changes, updated_at=ts, event_count=self.event_count + 1)
+                return self
+        return replace(self, **changes)
 
 
 _SEALED_FIELDS = (

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,25 +184,26 @@ class SqliteStore(Store):
             digest = event_hash(
                 prev_hash=prev, run_id=run_id, seq=seq, ts=ts, kind=event.kind, payload=payload
             )
-            db.execute(
-                "INSERT INTO events (run_id, seq, ts, kind, payload, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, ts, event.kind, payload, prev, digest),
-            )
             _project_approval(db, run_id, event, ts)
-            record = record.apply(event, ts=ts)
+            record = record.apply(event)
             stored.append(
                 StoredEvent(
                     run_id=run_id,
                     seq=seq,
                     ts=ts,
                     kind=event.kind,
-                    payload=json.loads(payload),
+                    data=payload,
                     prev_hash=prev,
                     hash=digest,
                 )
             )
             prev = digest
+        db.executemany(
+            "INSERT INTO events (run_id, seq, ts, kind, payload, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, e.seq, ts, e.kind, e.data, e.prev_hash, e.hash) for e in stored],
+        )
+        record = replace(record, updated_at=ts, event_count=record.event_count + len(events))
         mac = seal(
             self.seal_key,
             run_id=run_id,
@@ -251,7 +253,7 @@ class SqliteStore(Store):
                 seq=r["seq"],
                 ts=r["ts"],
                 kind=r["kind"],
-                payload=json.loads(r["payload"]),
+                data=r["payload"],
                 prev_hash=r["prev_hash"],
                 hash=r["hash"],
             )
