@@ -25,7 +25,7 @@ from charter._events import (
 from charter._time import iso, utcnow
 from charter.engine import Finish, LoadedRun, RunContext, Stop, Suspend, Workflow, agent_loop
 from charter.exceptions import CharterError, CredentialError, StateError
-from charter.gate import Executor, Gate, hash_token
+from charter.gate import Executor, Gate, RunState, hash_token
 from charter.privacy import Vault, redact_text
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class ControlPlane:
         except Exception as exc:  # noqa: BLE001 - workflow code is the user's; end on record
             reason = redact_text(f"workflow raised {type(exc).__name__}: {exc}")
             finish = Finish(status="failed", outcome="failed", reason=reason, code="workflow_error")
-        return self._finish(run_id, finish, ctx.decisions)
+        return self._finish(run_id, finish, ctx.decisions, ctx.state)
 
     def _suspend(self, ctx: RunContext, wait: Suspend) -> RunResult:
         event = RunSuspended(
@@ -210,12 +210,20 @@ class ControlPlane:
             reason=wait.reason,
             active_ms=ctx.active_ms,
         )
-        self.store.append(ctx.run_id, [event])
+        ctx.state.append(self.store, [event])
         record = self.store.get_run(ctx.run_id)
         return _result(record, ctx.decisions, waiting_on=wait.waiting_on)
 
-    def _finish(self, run_id: str, finish: Finish, decisions: list[Decision]) -> RunResult:
+    def _finish(
+        self,
+        run_id: str,
+        finish: Finish,
+        decisions: list[Decision],
+        state: RunState | None = None,
+    ) -> RunResult:
         record = self.store.get_run(run_id)
+        for deferred in state.deferred if state else []:
+            record = record.apply(deferred)  # the totals include results not yet written
         event = RunFinished(
             status=finish.status,
             outcome=finish.outcome,
@@ -225,7 +233,10 @@ class ControlPlane:
             completion_tokens=record.completion_tokens,
             code=finish.code,
         )
-        self.store.append(run_id, [event])
+        if state is None:
+            self.store.append(run_id, [event])
+        else:
+            state.append(self.store, [event])
         return _result(self.store.get_run(run_id), decisions)
 
     # --- approvals that nobody decided ---------------------------------------------------------

@@ -181,6 +181,11 @@ class RunContext(Context):
         """Every tool decision the workflow saw, replayed ones included."""
 
     @property
+    def state(self) -> RunState:
+        """The gate's view of the run, with the events waiting to ride on its next append."""
+        return self._state
+
+    @property
     def active_ms(self) -> int:
         """Running time so far across resumptions; waiting does not count."""
         return self._history.active_ms + round((time.perf_counter() - self._began) * 1000)
@@ -232,7 +237,7 @@ class RunContext(Context):
             cost_usd=response.cost_usd,
             latency_ms=round(latency, 3),
         )
-        self._store.append(self.run_id, [event], raw={f"{step}:response": self._seal(step, raw)})
+        self._state.append(self._store, [event], raw={f"{step}:response": self._seal(step, raw)})
         self._state.spent_usd += response.cost_usd
         return response
 
@@ -279,7 +284,7 @@ class RunContext(Context):
             self._before_new_work()
             wake_at = iso(self._clock() + timedelta(seconds=seconds))
             timer = TimerStarted(step=step, seconds=seconds, wake_at=wake_at)
-            self._store.append(self.run_id, [timer])
+            self._state.append(self._store, [timer])
         if iso(self._clock()) < wake_at:
             raise Suspend(
                 waiting_on=["timer"], wake_at=wake_at, reason=f"step {step} sleeps until {wake_at}"
@@ -319,7 +324,7 @@ class RunContext(Context):
                 reason="started" if self._step == 1 else f"resumed at step {self._step}",
                 replayed_steps=self.replayed,
             )
-            self._store.append(self.run_id, [resumed])
+            self._state.defer([resumed])
 
     def _expect(self, record: StepRecord, kind: str, asked: str) -> None:
         if record.kind != kind:
@@ -398,7 +403,7 @@ class RunContext(Context):
             reason=reason,
             policy_ids=record.decided.policy_ids if record.decided else [],
         )
-        self._store.append(self.run_id, [decided])
+        self._state.append(self._store, [decided])
         return Denied(step=record.step, tool=spec.tool, check="approval", reason=reason)
 
     def _seal(self, step: int, value: Any) -> bytes:  # noqa: ANN401 - any JSON value

@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING, Any
 from charter._tools import ToolContext
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from pydantic import BaseModel
 
     from charter._agent import Agent
     from charter._contract import ToolGrant
     from charter._decision import CheckResult
-    from charter._events import ToolCallSpec
+    from charter._events import Event, ToolCallSpec
     from charter._tools import Facts, Tool
     from charter.policy import PolicyDecision
-    from charter.store import IdentityRecord
+    from charter.store import IdentityRecord, Store
 
 __all__ = ["Call", "RunState", "idempotency_key", "input_hash"]
 
@@ -38,6 +40,32 @@ class RunState:
     """Who started the run; separation of duties keeps them from approving its steps."""
     approvals: dict[int, int] = field(default_factory=dict)
     """Step -> approvals granted for it."""
+    deferred: list[Event] = field(default_factory=list)
+    """Events that ride on this run's next append (see `defer`)."""
+    deferred_raw: dict[str, bytes] = field(default_factory=dict)
+
+    def append(
+        self, store: Store, events: Sequence[Event], raw: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Append to the run's log in one durable transaction, deferred events first."""
+        if self.deferred:
+            events = [*self.deferred, *events]
+            raw = {**self.deferred_raw, **(raw or {})}
+        store.append(self.run_id, events, raw=raw)
+        self.deferred.clear()
+        self.deferred_raw.clear()
+
+    def defer(self, events: Sequence[Event], raw: Mapping[str, bytes] | None = None) -> None:
+        """Record events with the run's next append instead of in a transaction of their own.
+
+        This is group commit, and it is safe for results: the next append is the next intent
+        (or the run's suspension or end), and nothing can act on a result before that intent
+        is durable. A crash before it loses the result, never the effect: the step still has
+        its intent and no result, so it is executed again with the same idempotency key, and
+        the downstream system answers with the effect it already made.
+        """
+        self.deferred.extend(events)
+        self.deferred_raw.update(raw or {})
 
 
 @dataclass(kw_only=True, slots=True)

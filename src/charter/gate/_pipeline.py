@@ -177,9 +177,9 @@ class Gate:
                 checks=recorded,
             )
             # The intent is durable before the effect: a crash from here on is resumable.
-            self._store.append(run.run_id, [proposed, verdict])
+            run.append(self._store, [proposed, verdict])
             return self._execute(call, policy_ids)
-        self._store.append(run.run_id, events)
+        run.append(self._store, events)
         return decision
 
     def complete(
@@ -305,7 +305,8 @@ class Gate:
                 tenant_id=run.tenant_id, run_id=run.run_id, name=f"{call.step}:output", value=output
             )
             raw = {f"{call.step}:output": sealed}
-        self._store.append(run.run_id, [completed], raw=raw)
+        # The result rides on the run's next append (group commit; see RunState.defer).
+        run.defer([completed], raw=raw)
         if failed:
             bad = checks[-2]
             return Failed(
