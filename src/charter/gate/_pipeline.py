@@ -323,8 +323,9 @@ class Gate:
 
 def _recorded(checks: list[CheckResult], timings: list[int]) -> list[Check]:
     """The checks as the log keeps them; they quote what they judged, so they are redacted."""
+    # Built from typed stage results, so pydantic's validation would only repeat the types.
     return [
-        Check(
+        Check.model_construct(
             check=c.check,
             outcome=c.outcome,
             reason=redact_text(c.reason),

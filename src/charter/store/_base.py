@@ -318,10 +318,12 @@ class ApprovalRecord:
 
 
 def dump_payload(event: Event) -> str:
-    """Canonical JSON text of an event: what is stored and hashed."""
-    return json.dumps(
-        event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    """The JSON text of an event (fields in declaration order): what is stored and hashed.
+
+    The chain hashes this exact text and verification rehashes the stored text, so no reader
+    ever needs to reproduce it from the parsed event.
+    """
+    return event.model_dump_json()
 
 
 class Store(ABC):

@@ -173,7 +173,7 @@ class SqliteStore(Store):
         ).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id} does not exist")
-        record = _record_from_row(row)
+        record = before = _record_from_row(row)
         if record.final and events:
             raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
         seq, prev = row["head_seq"], row["head_hash"]
@@ -219,8 +219,7 @@ class SqliteStore(Store):
         db.execute(
             "UPDATE runs SET status = ?, outcome = ?, reason = ?, cost_usd = ?, "
             "prompt_tokens = ?, completion_tokens = ?, updated_at = ?, event_count = ?, "
-            "runnable = ?, wake_at = ?, head_seq = ?, head_hash = ?, head_mac = ? "
-            "WHERE run_id = ?",
+            "head_seq = ?, head_hash = ?, head_mac = ? WHERE run_id = ?",
             (
                 record.status,
                 record.outcome,
@@ -230,14 +229,19 @@ class SqliteStore(Store):
                 record.completion_tokens,
                 record.updated_at,
                 record.event_count,
-                int(record.runnable),
-                record.wake_at,
                 seq,
                 prev,
                 mac,
                 run_id,
             ),
         )
+        if (record.runnable, record.wake_at) != (before.runnable, before.wake_at):
+            # Apart, because SQLite rewrites an index whenever its columns are SET, changed or
+            # not, and most appends leave the scheduling columns alone.
+            db.execute(
+                "UPDATE runs SET runnable = ?, wake_at = ? WHERE run_id = ?",
+                (int(record.runnable), record.wake_at, run_id),
+            )
         return stored
 
     def events(self, run_id: str) -> list[StoredEvent]:
