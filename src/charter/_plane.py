@@ -23,7 +23,16 @@ from charter._events import (
     RunSuspended,
 )
 from charter._time import iso, utcnow
-from charter.engine import Finish, LoadedRun, RunContext, Stop, Suspend, Workflow, agent_loop
+from charter.engine import (
+    CollectorPause,
+    Finish,
+    LoadedRun,
+    RunContext,
+    Stop,
+    Suspend,
+    Workflow,
+    agent_loop,
+)
 from charter.exceptions import CharterError, CredentialError, StateError
 from charter.gate import Executor, Gate, RunState, hash_token
 from charter.privacy import Vault, redact_text
@@ -178,6 +187,12 @@ class ControlPlane:
                 ),
                 [],
             )
+        with CollectorPause() as pause:
+            return self._replay_and_run(run_id, workflow, worker, pause)
+
+    def _replay_and_run(
+        self, run_id: str, workflow: Workflow, worker: str, pause: CollectorPause
+    ) -> RunResult:
         loaded = LoadedRun.load(self.store, run_id)
         ctx = RunContext(
             state=loaded.state(workflow.agent),
@@ -188,6 +203,7 @@ class ControlPlane:
             vault=self.vault,
             clock=self.clock,
             worker=worker,
+            on_new_work=pause.end,
         )
         task = loaded.task(self.vault)
         try:

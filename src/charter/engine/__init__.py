@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from charter.engine._context import Context, Finish, RunContext, Stop, Suspend
-from charter.engine._history import History, LoadedRun, StepRecord
+from charter.engine._history import CollectorPause, History, LoadedRun, StepRecord
 from charter.engine._replay import ReplayContext, ReplayReport, StepReplay, replay_run
 from charter.engine._worker import Worker, WorkerStats
 from charter.engine._workflow import Workflow, WorkflowFn, agent_loop, load_workflows, render
 
 __all__ = [
+    "CollectorPause",
     "Context",
     "Finish",
     "History",

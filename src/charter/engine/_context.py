@@ -162,8 +162,12 @@ class RunContext(Context):
         vault: Vault,
         clock: Callable[[], datetime],
         worker: str,
+        on_new_work: Callable[[], None] | None = None,
     ) -> None:
-        """Bind the context to one resumption of one run."""
+        """Bind the context to one resumption of one run.
+
+        `on_new_work` is called once replay is over, before the first new step.
+        """
         self._state = state
         self._history = history
         self._raw = raw
@@ -172,6 +176,7 @@ class RunContext(Context):
         self._vault = vault
         self._clock = clock
         self._worker = worker
+        self._on_new_work = on_new_work
         self._step = 0
         self._began = time.perf_counter()
         self._resumed = False
@@ -297,6 +302,8 @@ class RunContext(Context):
 
     def _before_new_work(self) -> None:
         """Checks that come before any new side effect, and the resume marker."""
+        if self._on_new_work is not None:
+            self._on_new_work()
         controls = self._gate.controls
         controls.refresh()
         why = controls.cancelled(self.run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from charter.privacy import Vault
     from charter.store import RunRecord, Store, StoredEvent
 
-__all__ = ["History", "LoadedRun", "StepRecord"]
+__all__ = ["CollectorPause", "History", "LoadedRun", "StepRecord"]
 
 StepKind = Literal["model", "tool", "timer"]
 ApprovalState = Literal["pending", "approved", "denied", "expired", "escalated"]
@@ -158,11 +159,16 @@ class History:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadedRun:
-    """What resuming or replaying a run reads: its record, log, history and raw payloads."""
+    """What resuming or replaying a run reads: its record, history and raw payloads.
+
+    The stored events themselves are dropped once folded: a long run's log held alive through
+    the replay would only give the garbage collector more to walk.
+    """
 
     record: RunRecord
-    events: list[StoredEvent]
     history: History
+    last: Event
+    """The log's latest event."""
     raw: dict[str, bytes]
 
     @classmethod
@@ -172,8 +178,8 @@ class LoadedRun:
         events = store.events(run_id)
         return cls(
             record=record,
-            events=events,
             history=History.from_events(events),
+            last=events[-1].event,
             raw=store.raw_payloads(run_id),
         )
 
@@ -196,3 +202,33 @@ class LoadedRun:
             name="0:input",
             data=self.raw["0:input"],
         )
+
+
+class CollectorPause:
+    """Pauses the cyclic garbage collector while a run's log is read, folded and replayed.
+
+    Resuming a long run allocates tens of thousands of objects, none in reference cycles, and
+    every burst of allocations triggers collector passes that walk everything alive in the
+    process: in a busy worker those passes cost more than the replay itself (measured in
+    bench/durable.py). Reference counting still frees what it can meanwhile. The pause ends at
+    the first new step (`end`), or when the run rests, whichever comes first.
+    """
+
+    def __init__(self) -> None:
+        """Pause the collector (if it runs)."""
+        self._paused = gc.isenabled()
+        gc.disable()
+
+    def end(self) -> None:
+        """Let the collector run again; idempotent."""
+        if self._paused:
+            self._paused = False
+            gc.enable()
+
+    def __enter__(self) -> CollectorPause:
+        """Use as a context manager: the pause ends with the block at the latest."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """End the pause."""
+        self.end()

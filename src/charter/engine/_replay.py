@@ -20,7 +20,7 @@ from charter.engine._context import (
     request_hash,
     response_from_json,
 )
-from charter.engine._history import LoadedRun
+from charter.engine._history import CollectorPause, LoadedRun
 from charter.exceptions import NotFoundError
 from charter.gate import input_hash
 from charter.privacy import Vault
@@ -201,7 +201,12 @@ def replay_run(store: Store, run_id: str, workflows: Sequence[Workflow]) -> Repl
             f"no workflow named {record.workflow!r} to replay {run_id} with",
             hint="pass the app that defines it: --app module:factory",
         )
-    loaded = LoadedRun.load(store, run_id)
+    with CollectorPause():
+        return _replay(store, workflow, LoadedRun.load(store, run_id))
+
+
+def _replay(store: Store, workflow: Workflow, loaded: LoadedRun) -> ReplayReport:
+    run_id = loaded.record.run_id
     vault = Vault.for_store(store)
     history = loaded.history
     ctx = ReplayContext(
@@ -218,7 +223,7 @@ def replay_run(store: Store, run_id: str, workflows: Sequence[Workflow]) -> Repl
     except Exception as exc:  # noqa: BLE001 - the replayed code is the user's
         report.ended = f"the workflow raised {type(exc).__name__}: {exc}"
     else:
-        report.ended, report.same_end = _compare_finish(returned, loaded.events[-1].event)
+        report.ended, report.same_end = _compare_finish(returned, loaded.last)
     for step in sorted(set(history.steps) - {s.step for s in ctx.steps}):
         missed = history.steps[step]
         ctx.steps.append(
