@@ -39,6 +39,7 @@ from charter.store._base import (
 from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
 from charter.store._lease import lease_is_dead
 from charter.store._migrations import MIGRATIONS
+from charter.store._votes import check_vote, request_status
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -494,7 +495,7 @@ class SqliteStore(Store):
                     hint="`charter approvals list` shows the pending requests",
                 )
             request = _approval_from_row(row)
-            _check_vote(request, approver, now, decision=decision)
+            check_vote(request, approver, now, decision=decision)
             voted = db.execute(
                 "SELECT decision FROM approval_votes WHERE request_id = ? AND approver_id = ?",
                 (request_id, approver.id),
@@ -515,11 +516,7 @@ class SqliteStore(Store):
                 "SELECT count(*) FROM approval_votes WHERE request_id = ? AND decision = 'approve'",
                 (request_id,),
             ).fetchone()[0]
-            status: Literal["pending", "approved", "denied"] = "pending"
-            if decision == "deny":
-                status = "denied"
-            elif granted >= request.approvers:
-                status = "approved"
+            status = request_status(decision, granted=granted, needed=request.approvers)
             event = ApprovalDecided(
                 step=request.step,
                 request_id=request_id,
@@ -706,41 +703,6 @@ def _identity_from_row(row: sqlite3.Row) -> IdentityRecord:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
-
-
-def _check_vote(
-    request: ApprovalRecord,
-    approver: IdentityRecord,
-    now: datetime,
-    *,
-    decision: Literal["approve", "deny"],
-) -> None:
-    """Everything that makes a vote not count, before anything is written."""
-    if request.status != "pending":
-        raise StateError(
-            f"approval request {request.request_id} is {request.status}, not pending",
-            hint="`charter approvals list` shows the requests still waiting",
-        )
-    if request.expires_at <= iso(now):
-        raise StateError(
-            f"approval request {request.request_id} expired at {request.expires_at}",
-            hint="a worker applies the tier's on_expiry rule (deny or escalate)",
-        )
-    if approver.kind != "human" or not approver.active:
-        raise ApprovalRefused(f"{approver.name} is not an active human principal")
-    if request.role not in approver.roles:
-        raise ApprovalRefused(
-            f"{approver.name} does not have the role {request.role!r} this tier needs",
-            hint=f"charter identity create --human NAME --role {request.role}",
-        )
-    # Separation of duties bars approving; a deny only tightens, so the owner may still veto.
-    excluded = approver.name in request.excluded or approver.id in request.excluded
-    if excluded and decision == "approve":
-        raise ApprovalRefused(
-            f"{approver.name} may not approve {request.request_id}: separation of duties "
-            "excludes the agent's owner and the run's initiator",
-            hint=f"another person with role {request.role!r} must decide",
-        )
 
 
 def _project_approval(db: sqlite3.Connection, run_id: str, event: Event, ts: str) -> None:
