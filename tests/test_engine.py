@@ -351,3 +351,22 @@ class TestAutonomyInTheLog:
         assert approval["detail"]["autonomy"] == stage
         assert decided["decision"] == decision
         assert (toolset.effects != []) == (stage == "autonomous")
+
+
+class TestFailedStepsReplay:
+    def test_a_failed_step_is_answered_from_the_log_on_resume(self, plane, cred, agent, clock):
+        """A step whose tool failed has no output to open; resume replays its failure."""
+
+        def fail_then_sleep(ctx: Context, task: Any) -> str:
+            failed = ctx.tool("broken", {})
+            ctx.sleep(60)
+            return failed.kind
+
+        workflow = Workflow(agent=agent, fn=fail_then_sleep)
+        run_id = plane.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+        assert plane.resume(run_id, workflow).status == "waiting"
+        clock.advance(minutes=2)
+        done = plane.resume(run_id, workflow)
+        assert (done.status, done.reason) == ("completed", "failed")
+        report = replay_run(plane.store, run_id, [workflow])
+        assert report.ok, report.lines()

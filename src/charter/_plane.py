@@ -243,7 +243,7 @@ class ControlPlane:
         event = RunFinished(
             status=finish.status,
             outcome=finish.outcome,
-            reason=finish.reason,
+            reason=redact_text(finish.reason),
             cost_usd=round(record.cost_usd, 6),
             prompt_tokens=record.prompt_tokens,
             completion_tokens=record.completion_tokens,

@@ -364,9 +364,11 @@ class RunContext(Context):
             decided is not None and decided.decision in ("denied", "proposed")
         ):
             self.replayed += 1
-            output = self._open(f"{record.step}:output") if record.completed else None
-            if record.completed is not None:
-                self._state.spent_usd += record.completed.cost_usd
+            completed, output = record.completed, None
+            if completed is not None:
+                self._state.spent_usd += completed.cost_usd
+                if completed.status == "ok":
+                    output = self._open(f"{record.step}:output")
             return self._history.recorded_decision(record, output)
         if decided is None:
             self._before_new_work()
