@@ -23,8 +23,8 @@ __all__ = ["config_of", "console", "emit_json", "errors", "handled", "json_optio
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+console = Console(highlight=False, emoji=False)
+errors = Console(stderr=True, highlight=False, emoji=False)
 
 
 def emit_json(data: object) -> None:
