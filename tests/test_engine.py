@@ -4,8 +4,10 @@ leases, cancellation, replay that calls nothing, raw payloads never in clear."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -370,3 +372,21 @@ class TestFailedStepsReplay:
         assert (done.status, done.reason) == ("completed", "failed")
         report = replay_run(plane.store, run_id, [workflow])
         assert report.ok, report.lines()
+
+
+class TestLogsWithoutTheStepColumn:
+    def test_resume_reads_events_written_before_the_step_column(
+        self, plane, cred, agent, toolset, clock
+    ):
+        """Rows from before migration 3 carry no step: resume types them to place them."""
+        workflow = Workflow(agent=agent, fn=write_sleep_write)
+        run_id = plane.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+        plane.resume(run_id, workflow)
+        with closing(sqlite3.connect(plane.store.path, isolation_level=None)) as db:
+            db.execute("DROP TRIGGER events_append_only_update")
+            db.execute("UPDATE events SET step = NULL")
+        clock.advance(minutes=2)
+        done = plane.resume(run_id, workflow)
+        assert (done.status, done.reason) == ("completed", "first then second")
+        assert len(toolset.effects) == 2
+        assert replay_run(plane.store, run_id, [workflow]).ok

@@ -263,6 +263,8 @@ class ToolCompleted(_Event):
     idempotency_key: str
     checks: list[Check] = Field(default_factory=list)
     """The execute, output and record stages."""
+    policy_ids: list[str] = Field(default_factory=list)
+    """The policies that allowed the call, as its decision recorded them."""
 
 
 Outcome = Literal[

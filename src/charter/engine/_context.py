@@ -359,7 +359,8 @@ class RunContext(Context):
 
     def _resolve(self, record: StepRecord, spec: ToolCallSpec) -> Decision:
         """The decision of a step the log already holds, finishing it if it was interrupted."""
-        decided = record.decided
+        # A completed step is answered without typing its decision (see StepRecord.decided).
+        decided = None if record.completed is not None else record.decided
         if record.completed is not None or (
             decided is not None and decided.decision in ("denied", "proposed")
         ):

@@ -45,8 +45,8 @@ class StepRecord:
     model: ModelResponded | None = None
     proposed: ToolProposed | None = None
     """The first proposal: what the workflow asked for, compared on replay."""
-    decided: GateDecided | None = None
-    """The latest decision (a held step is decided again once approved)."""
+    decision_event: StoredEvent | None = None
+    """The latest `gate.decided`, typed only when read (see `decided`)."""
     completed: ToolCompleted | None = None
     failed_check: CheckName | None = None
     timer: TimerStarted | None = None
@@ -59,6 +59,19 @@ class StepRecord:
     def tool(self) -> str:
         """The tool the step called ('' for model and timer steps)."""
         return self.proposed.tool if self.proposed else ""
+
+    @property
+    def decided(self) -> GateDecided | None:
+        """The latest decision (a held step is decided again once approved).
+
+        Typed on first read: replaying a completed step never needs it, and it is the largest
+        event of a step (it carries the checks).
+        """
+        if self.decision_event is None:
+            return None
+        event = self.decision_event.event
+        assert isinstance(event, GateDecided)  # noqa: S101 - only gate.decided is kept here
+        return event
 
 
 @dataclass(kw_only=True)
@@ -80,7 +93,10 @@ class History:
             raise TypeError(msg)
         history = cls(started=first)
         for stored in events[1:]:
-            history._apply(stored)
+            if stored.kind == "gate.decided" and stored.step is not None:
+                history._tool_step(stored.step).decision_event = stored
+            else:
+                history._apply(stored)
         return history
 
     def _tool_step(self, step: int) -> StepRecord:
@@ -95,17 +111,17 @@ class History:
             case RunSuspended() as e:
                 self.active_ms = e.active_ms
             case event:
-                self._apply_tool(event)
+                self._apply_tool(event, stored)
 
-    def _apply_tool(self, event: Event) -> None:
+    def _apply_tool(self, event: Event, stored: StoredEvent) -> None:
         match event:
             case ToolProposed() as e:
                 record = self._tool_step(e.step)
                 record.proposed = record.proposed or e
             case CheckRecorded(outcome="fail") as e:  # logs written before checks were embedded
                 self._tool_step(e.step).failed_check = e.check
-            case GateDecided() as e:
-                self._tool_step(e.step).decided = e
+            case GateDecided() as e:  # logs written before events had a step column
+                self._tool_step(e.step).decision_event = stored
             case ApprovalRequested() as e:
                 self._tool_step(e.step).request_id = e.request_id
                 self.requests[e.request_id] = "pending"
@@ -130,14 +146,17 @@ class History:
 
     def recorded_decision(self, record: StepRecord, output: dict[str, object] | None) -> Decision:
         """The decision a finished tool step ended with; `output` is its raw output if allowed."""
-        completed, decided = record.completed, record.decided
+        completed = record.completed
         if completed is not None:
             if completed.status == "ok":
+                policies = completed.policy_ids
+                if not policies and record.decided is not None:  # logs from before the field
+                    policies = record.decided.policy_ids
                 return Allowed(
                     step=record.step,
                     tool=completed.tool,
                     output=dict(output or {}),
-                    policy_ids=tuple(decided.policy_ids) if decided else (),
+                    policy_ids=tuple(policies),
                 )
             return Failed(
                 step=record.step,
@@ -146,6 +165,7 @@ class History:
                 code=completed.error_code or "tool_error",
                 reason=completed.error or "",
             )
+        decided = record.decided
         assert decided is not None  # noqa: S101 - callers check the step is finished
         if decided.decision == "proposed":
             return Proposed(step=record.step, tool=decided.tool, diff=tuple(decided.diff))

@@ -298,6 +298,7 @@ class Gate:
             cost_usd=cost,
             idempotency_key=call.idempotency_key,
             checks=_recorded(checks, timings),
+            policy_ids=policy_ids,
         )
         raw = None
         if output is not None:

@@ -60,6 +60,9 @@ class StoredEvent:
     """The canonical JSON the hash covers."""
     prev_hash: str
     hash: str
+    step: int | None = None
+    """The step the event belongs to (a copy of the payload's, kept as a column); None for
+    run-level events and in logs written before the column existed."""
 
     @cached_property
     def payload(self) -> dict[str, Any]:

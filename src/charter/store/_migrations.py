@@ -121,4 +121,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (request_id, approver_id)
         ) WITHOUT ROWID""",
     ),
+    # 3: the step of each event as a column, so a resume can place events without parsing them.
+    ("ALTER TABLE events ADD COLUMN step INTEGER",),
 )

@@ -196,13 +196,14 @@ class SqliteStore(Store):
                     data=payload,
                     prev_hash=prev,
                     hash=digest,
+                    step=getattr(event, "step", None),
                 )
             )
             prev = digest
         db.executemany(
-            "INSERT INTO events (run_id, seq, ts, kind, payload, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, e.seq, ts, e.kind, e.data, e.prev_hash, e.hash) for e in stored],
+            "INSERT INTO events (run_id, seq, ts, kind, payload, prev_hash, hash, step) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, e.seq, ts, e.kind, e.data, e.prev_hash, e.hash, e.step) for e in stored],
         )
         record = replace(record, updated_at=ts, event_count=record.event_count + len(events))
         mac = seal(
@@ -261,6 +262,7 @@ class SqliteStore(Store):
                 data=r["payload"],
                 prev_hash=r["prev_hash"],
                 hash=r["hash"],
+                step=r["step"],
             )
             for r in rows
         ]
