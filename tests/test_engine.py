@@ -16,6 +16,7 @@ import pytest
 from charter import Agent
 from charter._decision import Allowed
 from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
+from charter.exceptions import LeaseLost
 from charter.gate import idempotency_key
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.store._lease import new_owner
@@ -390,3 +391,53 @@ class TestLogsWithoutTheStepColumn:
         assert (done.status, done.reason) == ("completed", "first then second")
         assert len(toolset.effects) == 2
         assert replay_run(plane.store, run_id, [workflow]).ok
+
+
+class TestFencing:
+    def test_a_worker_whose_lease_ran_out_writes_nothing(self, plane, cred, agent, toolset, clock):
+        """Worker A's lease expired and B claimed the run: A's next append is refused."""
+        workflow = Workflow(agent=agent, fn=write_sleep_write)
+        run_id = plane.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+        store = plane.store
+        slow, fast = new_owner(), new_owner()
+        assert store.claim_run(owner=slow, workflows=["testing"], now=clock(), lease_s=-1)
+        assert store.claim_run(owner=fast, workflows=["testing"], now=clock(), lease_s=30)
+        before = len(store.events(run_id))
+
+        with pytest.raises(LeaseLost):
+            plane.resume(run_id, workflow, worker=slow, lease_owner=slow)
+
+        assert len(store.events(run_id)) == before
+        assert toolset.effects == []
+        result = plane.resume(run_id, workflow, worker=fast, lease_owner=fast)
+        assert result.status == "waiting"
+        assert len(toolset.effects) == 1
+
+    def test_worker_that_loses_its_lease_mid_run_stops_and_counts_it(
+        self, plane, cred, agent, clock
+    ):
+        thief = new_owner()
+
+        def stolen(args, ctx):
+            # While the tool runs, the worker's (already expired) lease is claimed by another.
+            assert plane.store.claim_run(
+                owner=thief, workflows=["testing"], now=clock(), lease_s=30
+            )
+            return {"item": args.item}
+
+        tools = {
+            name: dataclasses.replace(t, run=stolen) if name == "record_write" else t
+            for name, t in agent.tools.items()
+        }
+        workflow = Workflow(agent=dataclasses.replace(agent, tools=tools), fn=write_sleep_write)
+        run_id = plane.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+        worker = Worker(plane, [workflow], lease_s=-1)  # every claim has run out already
+
+        result = worker.step()
+
+        assert result is not None
+        assert result.reason.startswith("lease lost")
+        assert worker.stats.lost == 1
+        # The result waited for the next append, which the fence refused: the thief re-executes
+        # the step with the same key.
+        assert "tool.completed" not in _kinds(plane.store, run_id)

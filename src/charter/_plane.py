@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +27,13 @@ from charter.engine import (
     Finish,
     LoadedRun,
     RunContext,
+    RunResult,
     Stop,
     Suspend,
     Workflow,
     agent_loop,
 )
-from charter.exceptions import CharterError, CredentialError, StateError
+from charter.exceptions import CharterError, CredentialError, LeaseLost, StateError
 from charter.gate import Executor, Gate, RunState, hash_token
 from charter.privacy import Vault, redact_text
 
@@ -46,21 +46,6 @@ if TYPE_CHECKING:
     from charter.store import ApprovalRecord, RunRecord, Store
 
 __all__ = ["ControlPlane", "RunResult"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunResult:
-    """Where a run rests after `run` or `resume`: ended, or waiting, and what the gate decided."""
-
-    run_id: str
-    status: str
-    outcome: str
-    reason: str
-    decisions: list[Decision] = field(default_factory=list)
-    """Every tool decision of the run, including those answered from the log."""
-    cost_usd: float = 0.0
-    waiting_on: list[str] = field(default_factory=list)
-    """Approval request ids (or `timer`) when the run is waiting."""
 
 
 class ControlPlane:
@@ -165,12 +150,17 @@ class ControlPlane:
         workflow: Workflow,
         *,
         worker: str = "inline",
+        lease_owner: str | None = None,
         cancel_reason: str | None = None,
     ) -> RunResult:
         """Re-execute the run's workflow from its log until the run ends or waits again.
 
-        The caller must hold the run (a worker's lease, or the process that started it).
-        `cancel_reason` ends the run as cancelled instead, at once.
+        The caller must hold the run: a worker passes its lease (`lease_owner`), which fences
+        every append; the process that started the run passes nothing. `cancel_reason` ends
+        the run as cancelled instead, at once.
+
+        Raises:
+            LeaseLost: Another worker claimed the run meanwhile; nothing more was written.
         """
         record = self.store.get_run(run_id)
         if record.final:
@@ -179,23 +169,28 @@ class ControlPlane:
             raise StateError(
                 f"run {run_id} belongs to workflow {record.workflow!r}, not {workflow.name!r}"
             )
-        if cancel_reason is not None:
-            return self._finish(
-                record.run_id,
-                Finish(
-                    status="cancelled", outcome="abandoned", reason=cancel_reason, code="cancelled"
-                ),
-                [],
-            )
         with CollectorPause() as pause:
-            return self._replay_and_run(run_id, workflow, worker, pause)
+            loaded = LoadedRun.load(self.store, run_id)
+            state = loaded.state(workflow.agent)
+            state.lease_owner = lease_owner
+            if cancel_reason is not None:
+                finish = Finish(
+                    status="cancelled", outcome="abandoned", reason=cancel_reason, code="cancelled"
+                )
+                return self._finish(run_id, finish, [], state)
+            return self._replay_and_run(loaded, state, workflow, worker, pause)
 
     def _replay_and_run(
-        self, run_id: str, workflow: Workflow, worker: str, pause: CollectorPause
+        self,
+        loaded: LoadedRun,
+        state: RunState,
+        workflow: Workflow,
+        worker: str,
+        pause: CollectorPause,
     ) -> RunResult:
-        loaded = LoadedRun.load(self.store, run_id)
+        run_id = loaded.record.run_id
         ctx = RunContext(
-            state=loaded.state(workflow.agent),
+            state=state,
             history=loaded.history,
             raw=loaded.raw,
             store=self.store,
@@ -212,6 +207,8 @@ class ControlPlane:
             return self._suspend(ctx, wait)
         except Stop as stop:
             finish = stop.finish
+        except LeaseLost:
+            raise
         except CharterError as exc:
             finish = Finish(status="failed", outcome="failed", reason=str(exc), code=exc.code)
         except Exception as exc:  # noqa: BLE001 - workflow code is the user's; end on record

@@ -36,6 +36,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "CredentialError",
+    "LeaseLost",
     "ModelError",
     "NonDeterminismError",
     "NotFoundError",
@@ -213,6 +214,15 @@ class StoreError(CharterError):
     """The event store is unreachable or its contents are inconsistent."""
 
     code = "store_error"
+
+
+class LeaseLost(StoreError):
+    """A worker appended to a run another worker has claimed since (its lease had run out).
+
+    Nothing was written; the other worker carries the run on.
+    """
+
+    code = "lease_lost"
 
 
 class SchemaVersionError(StoreError):

@@ -13,12 +13,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from charter.engine._result import RunResult
+from charter.exceptions import LeaseLost
 from charter.store._lease import new_owner
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from charter._plane import ControlPlane, RunResult
+    from charter._plane import ControlPlane
     from charter.engine._workflow import Workflow
 
 __all__ = ["Worker", "WorkerStats"]
@@ -36,6 +38,8 @@ class WorkerStats:
     failed: int = 0
     cancelled: int = 0
     expired_approvals: int = 0
+    lost: int = 0
+    """Runs another worker claimed while this one ran them (a lease that ran out)."""
     results: list[RunResult] = field(default_factory=list)
 
     def count(self, result: RunResult) -> None:
@@ -62,6 +66,7 @@ class WorkerStats:
             "failed": self.failed,
             "cancelled": self.cancelled,
             "expired_approvals": self.expired_approvals,
+            "lost": self.lost,
         }
 
 
@@ -121,7 +126,19 @@ class Worker:
                 lease.run_id,
                 self.workflows[lease.workflow],
                 worker=self.owner,
+                lease_owner=self.owner,
                 cancel_reason=lease.cancel_requested,
+            )
+        except LeaseLost as lost:
+            # Our lease ran out and another worker holds the run: it carries the run on.
+            _log.warning("%s: %s", lease.run_id, lost.message)
+            self.stats.lost += 1
+            record = self.plane.store.get_run(lease.run_id)
+            return RunResult(
+                run_id=record.run_id,
+                status=record.status,
+                outcome=record.outcome or "",
+                reason=f"lease lost: {lost.message}",
             )
         finally:
             self.plane.store.release_run(lease.run_id, owner=self.owner)

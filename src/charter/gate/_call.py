@@ -40,6 +40,8 @@ class RunState:
     """Who started the run; separation of duties keeps them from approving its steps."""
     approvals: dict[int, int] = field(default_factory=dict)
     """Step -> approvals granted for it."""
+    lease_owner: str | None = None
+    """The worker holding the run, which fences every append; None for a run held in-process."""
     deferred: list[Event] = field(default_factory=list)
     """Events that ride on this run's next append (see `defer`)."""
     deferred_raw: dict[str, bytes] = field(default_factory=dict)
@@ -51,7 +53,7 @@ class RunState:
         if self.deferred:
             events = [*self.deferred, *events]
             raw = {**self.deferred_raw, **(raw or {})}
-        store.append(self.run_id, events, raw=raw)
+        store.append(self.run_id, events, raw=raw, owner=self.lease_owner)
         self.deferred.clear()
         self.deferred_raw.clear()
 

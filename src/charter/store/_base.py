@@ -353,11 +353,16 @@ class Store(ABC):
         events: Sequence[Event],
         *,
         raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
     ) -> list[StoredEvent]:
         """Append events to a run's chain in one durable transaction.
 
         `raw` holds encrypted raw payloads (by name) written in the same transaction, so an
-        event and the payload that replays it exist together or not at all.
+        event and the payload that replays it exist together or not at all. `owner` fences a
+        worker: if another worker holds the run's lease, nothing is written.
+
+        Raises:
+            LeaseLost: `owner` no longer holds the run.
         """
 
     @abstractmethod

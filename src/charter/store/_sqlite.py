@@ -21,6 +21,7 @@ from charter._events import (
 from charter._time import iso, utcnow
 from charter.exceptions import (
     ApprovalRefused,
+    LeaseLost,
     NotFoundError,
     SchemaVersionError,
     StateError,
@@ -155,10 +156,11 @@ class SqliteStore(Store):
         events: Sequence[Event],
         *,
         raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
     ) -> list[StoredEvent]:
         """Append events, update the run's projection and reseal its head, atomically."""
         with self._write() as db:
-            return self._append_locked(db, run_id, events, ts=_now(), raw=raw)
+            return self._append_locked(db, run_id, events, ts=_now(), raw=raw, owner=owner)
 
     def _append_locked(
         self,
@@ -168,12 +170,17 @@ class SqliteStore(Store):
         *,
         ts: str,
         raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
     ) -> list[StoredEvent]:
         row = db.execute(
-            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash FROM runs WHERE run_id = ?", (run_id,)
+            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner FROM runs WHERE run_id = ?",
+            (run_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id} does not exist")
+        if owner is not None and row["lease_owner"] != owner:
+            # Fencing: a worker whose lease ran out must not write after its successor.
+            raise LeaseLost(f"run {run_id} is held by {row['lease_owner'] or 'no worker'} now")
         record = before = _record_from_row(row)
         if record.final and events:
             raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
