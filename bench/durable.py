@@ -20,12 +20,10 @@ Run `python -m bench.durable`; `--write` also rewrites the durable section of BE
 from __future__ import annotations
 
 import argparse
-import cProfile
 import dataclasses
 import gc
 import hashlib
 import json
-import pstats
 import secrets
 import sqlite3
 import statistics
@@ -42,7 +40,15 @@ import cedarpy
 import yaml
 from pydantic import BaseModel
 
-from bench.gate import CHARTER_DIR, _where, machine, percentile
+from bench._report import (
+    REPORT,
+    ROOT,
+    machine,
+    percentile,
+    profile,
+    profile_section,
+    write_section,
+)
 from charter import Agent, Allowed, ControlPlane, Effect, Facts, RunResult, Tool
 from charter._identity import create_agent_identity
 from charter.engine import History, Worker, Workflow
@@ -67,15 +73,12 @@ RESUMES = 9
 WAITING_RUNS = 10_000
 POLLS = 300
 """Worker polling iterations (`expire_due` + `step`) in the memory measurement."""
-TOP = 8
 
 GOAL_STEP_US = 500.0
 GOAL_RESUME_MS = 50.0
 GOAL_GROWTH_MB = 20.0
 
 TENANT = "acme"
-ROOT = Path(__file__).resolve().parent.parent
-REPORT = ROOT / "BENCHMARKS.md"
 START, END = "<!-- bench:durable:start -->", "<!-- bench:durable:end -->"
 COMMAND = "`.venv/bin/python -m bench.durable --write` (`python -m bench.durable` only prints)"
 
@@ -186,12 +189,17 @@ class TimedStore(SqliteStore):
     commits = 0
 
     def append(
-        self, run_id: str, events: Sequence[Event], *, raw: Mapping[str, bytes] | None = None
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
     ) -> list[StoredEvent]:
         started = time.perf_counter_ns()
         self.appends += 1
         try:
-            return super().append(run_id, events, raw=raw)
+            return super().append(run_id, events, raw=raw, owner=owner)
         finally:
             self.append_ns += time.perf_counter_ns() - started
 
@@ -527,43 +535,6 @@ def repeat(
     return walls, commits, collections
 
 
-@dataclasses.dataclass(frozen=True)
-class ProfileRow:
-    where: str
-    calls: int
-    own_s: float
-    """Time in the function itself (cProfile's tottime)."""
-    cumulative_s: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Profiled:
-    wall_s: float
-    by_cumulative: list[ProfileRow]
-    """Charter-owned functions, by cumulative time."""
-    by_own: list[ProfileRow]
-    """All functions, by time spent in themselves."""
-
-
-def profile(call: Callable[[], object]) -> Profiled:
-    """cProfile one call: the top Charter functions by cumulative time, the top leaves by own."""
-    profiler = cProfile.Profile()
-    started = time.perf_counter()
-    profiler.enable()
-    call()
-    profiler.disable()
-    wall = time.perf_counter() - started
-    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    rows = [
-        (filename.startswith(CHARTER_DIR), ProfileRow(_where(filename, line, func), n, own, cum))
-        for (filename, line, func), (_, n, own, cum, _) in stats.items()
-        if filename != __file__ and "_lsprof.Profiler" not in func
-    ]
-    owned = sorted((r for mine, r in rows if mine), key=lambda r: r.cumulative_s, reverse=True)
-    leaves = sorted((r for _, r in rows), key=lambda r: r.own_s, reverse=True)
-    return Profiled(wall, owned[:TOP], leaves[:TOP])
-
-
 # --- memory: a worker polling 10,000 waiting runs, in its own process ---------------------------
 
 
@@ -748,45 +719,6 @@ def memory_section(m: dict[str, float]) -> list[str]:
     ]
 
 
-def profile_section(title: str, profiled: Profiled) -> list[str]:
-    wall = profiled.wall_s
-
-    def table(rows: list[ProfileRow], key: str) -> list[str]:
-        head = f"| Function | calls | {key} s | share of the call |"
-        lines = [head, "|---|---:|---:|---:|"]
-        for r in rows:
-            value = r.cumulative_s if key == "cumulative" else r.own_s
-            lines.append(f"| {r.where} | {r.calls} | {value:.3f} | {value / wall:.0%} |")
-        return lines
-
-    return [
-        f"#### cProfile: {title} ({wall:.2f} s under the profiler)",
-        "",
-        (
-            f"Top {TOP} Charter functions by cumulative time (they nest; profiling inflates Python "
-            "code against C):"
-        ),
-        "",
-        *table(profiled.by_cumulative, "cumulative"),
-        "",
-        f"Top {TOP} functions by their own time (tottime), Charter's or not:",
-        "",
-        *table(profiled.by_own, "own"),
-    ]
-
-
-def write(section: list[str]) -> None:
-    """Replace the text between the durable markers in BENCHMARKS.md, or append the section."""
-    block = "\n".join([START, *section, END])
-    text = REPORT.read_text(encoding="utf-8")
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    REPORT.write_text(text, encoding="utf-8")
-
-
 def measure_all() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="charter-durable-") as tmp:
         home = Path(tmp)
@@ -847,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(section))
     print(f"\n(took {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if options.write:
-        write(section)
+        write_section(section, start=START, end=END)
         print(f"wrote {REPORT}", file=sys.stderr)
     return 0
 

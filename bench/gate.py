@@ -21,9 +21,6 @@ import argparse
 import cProfile
 import dataclasses
 import gc
-import math
-import os
-import platform
 import pstats
 import secrets
 import statistics
@@ -34,13 +31,12 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 import cedarpy
 
-import charter
+from bench._report import CHARTER_DIR, REPORT, machine, percentile, where, write_section
 from charter._agent import Agent
 from charter._events import CheckName, ToolCallSpec
 from charter._identity import create_agent_identity
@@ -77,11 +73,8 @@ ARGUMENTS: dict[str, Any] = {
 STAGES = get_args(CheckName)[:8]
 """The decision stages, in gate order (execute, output and record follow)."""
 
-ROOT = Path(__file__).resolve().parent.parent
-REPORT = ROOT / "BENCHMARKS.md"
 START, END = "<!-- bench:gate:start -->", "<!-- bench:gate:end -->"
 COMMAND = "`make bench` (prints) or `.venv/bin/python -m bench.gate --write` (also writes here)"
-CHARTER_DIR = str(Path(charter.__file__).resolve().parent)
 
 Thunk = Callable[[], object]
 Subject = Callable[[int], Thunk]
@@ -254,11 +247,6 @@ class Summary:
         return statistics.median(self.p99s)
 
 
-def percentile(ordered: list[int], q: float) -> float:
-    """Nearest-rank percentile of sorted samples."""
-    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
-
-
 def sample(subject: Subject, first: int, count: int) -> list[int]:
     """Time `count` calls, each on its own, with `perf_counter_ns`."""
     clock = time.perf_counter_ns
@@ -394,11 +382,11 @@ def profile(fx: Fixture, run: RunState, calls: int) -> tuple[list[ProfileRow], l
         if filename == __file__:
             continue
         owned = filename.startswith(CHARTER_DIR)
-        where = _where(filename, line, func)
+        place = where(filename, line, func)
         if owned and func == "decide":
             total = cumulative
             continue
-        rows.append((owned, ProfileRow(where, ncalls, cumulative, 0.0)))
+        rows.append((owned, ProfileRow(place, ncalls, cumulative, 0.0)))
     rows.sort(key=lambda r: r[1].cumulative_s, reverse=True)
     owned_rows = [
         dataclasses.replace(r, share=r.cumulative_s / total) for owned, r in rows if owned
@@ -411,46 +399,11 @@ def profile(fx: Fixture, run: RunState, calls: int) -> tuple[list[ProfileRow], l
     return owned_rows, others
 
 
-def _where(filename: str, line: int, func: str) -> str:
-    if filename.startswith(CHARTER_DIR):
-        module = "charter/" + filename.removeprefix(CHARTER_DIR).lstrip("/")
-        return f"`{module}:{line}` `{func}`"
-    if filename == "~":
-        return f"`{func}` (built-in)"
-    return f"`{Path(filename).name}:{line}` `{func}`"
-
-
 # --- report -------------------------------------------------------------------------------
 
 
 def _us(ns: float) -> str:
     return f"{ns / 1000:.1f}"
-
-
-def machine() -> list[str]:
-    """The facts about this machine a reader needs to compare numbers."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 0
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    try:
-        system = platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
-    except OSError:
-        system = platform.system()
-    return [
-        f"- CPU: {model}, {cpus} CPUs available (`nproc`)",
-        f"- OS: {system}, kernel {platform.release()} ({platform.machine()})",
-        f"- Python: {platform.python_implementation()} {platform.python_version()}",
-        f"- cedarpy: {metadata.version('cedarpy')}",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-    ]
 
 
 def results_table(results: dict[str, Summary]) -> list[str]:
@@ -568,19 +521,6 @@ def report(
     ]
 
 
-def write(section: list[str]) -> None:
-    """Replace the text between the markers in BENCHMARKS.md, or append the section."""
-    block = "\n".join([START, *section, END])
-    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + block + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    REPORT.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the report, and with --write store it in BENCHMARKS.md."""
     parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__)
@@ -603,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(results, stages, pieces, profiled)
     print("\n".join(section))
     if options.write:
-        write(section)
+        write_section(section, start=START, end=END)
         print(f"\nwrote {REPORT}", file=sys.stderr)
     return 0
 
