@@ -7,6 +7,7 @@ import dataclasses
 import sqlite3
 import subprocess
 import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -441,3 +442,23 @@ class TestFencing:
         # The result waited for the next append, which the fence refused: the thief re-executes
         # the step with the same key.
         assert "tool.completed" not in _kinds(plane.store, run_id)
+
+
+class TestModelTimeout:
+    def test_a_model_that_does_not_answer_fails_the_run_at_its_timeout(
+        self, plane, cred, make_contract, contract_data, toolset
+    ):
+        released = threading.Event()
+
+        def hang(messages):
+            released.wait()
+            return ScriptedTurn.say("too late")
+
+        data = {**contract_data, "timeouts": {"tool": "5s", "model": 0.05}}
+        agent = Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel(hang))
+        try:
+            result = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
+        finally:
+            released.set()
+        assert (result.status, result.outcome) == ("failed", "failed")
+        assert plane.store.events(result.run_id)[-1].payload["code"] == "model_timeout"

@@ -155,8 +155,10 @@ class Timeouts(_Strict):
     """Default per-call timeout for tools that do not declare their own."""
     run: Seconds = 3600.0
     """Running-time limit for one run; time waiting for approvals or timers does not count."""
+    model: Seconds = 120.0
+    """Limit for one model call; a model that does not answer in time fails the run."""
 
-    _duration = field_validator("tool", "run", mode="before")(_parse_duration)
+    _duration = field_validator("tool", "run", "model", mode="before")(_parse_duration)
 
 
 class PolicyFiles(_Strict):

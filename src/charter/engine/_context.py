@@ -14,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter._decision import Decision, Denied, NeedsApproval
@@ -219,9 +220,17 @@ class RunContext(Context):
             return response
         self._before_new_work()
         agent = self.agent
+        specs = agent.tool_specs() if tools is None else tools
+        limit = agent.contract.timeouts.model
         started = time.perf_counter()
         try:
-            response = agent.model.respond(messages, agent.tool_specs() if tools is None else tools)
+            response = self._gate.executor.bounded(
+                partial(agent.model.respond, messages, specs), timeout_s=limit
+            )
+        except TimeoutError as exc:
+            raise Stop(
+                _failed(f"model_timeout: no answer within {limit:g}s", "model_timeout")
+            ) from exc
         except CharterError as exc:
             raise Stop(_failed(f"{exc.code}: {exc.message}", exc.code)) from exc
         except Exception as exc:  # a provider bug must still end the run on record

@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from charter.gate._call import Call
 
 __all__ = ["Execution", "Executor"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +56,17 @@ class Executor:
     def close(self) -> None:
         """Stop accepting work."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def bounded(self, fn: Callable[[], T], *, timeout_s: float) -> T:
+        """`fn()` on a worker thread, waited for at most `timeout_s` (a model call, say).
+
+        Raises:
+            TimeoutError: No answer in time; the call keeps running in its thread.
+        """
+        try:
+            return self._pool.submit(fn).result(timeout=timeout_s)
+        except FutureTimeout as exc:
+            raise TimeoutError(f"no answer within {timeout_s:g}s") from exc
 
     def execute(self, call: Call, *, default_timeout_s: float) -> Execution:
         """Run the tool, retrying retryable errors with exponential backoff."""

@@ -75,6 +75,8 @@ class Gate:
         """Kill switches, identities and cancellations, refreshed per call."""
         self._controls = self.controls
         self._executor = executor or Executor()
+        self.executor = self._executor
+        """The tool threads; model calls borrow them to be bounded by a timeout too."""
         self.stages: list[Stage] = [
             partial(check_kill_switch, controls=self._controls),
             partial(check_principal, controls=self._controls),
