@@ -16,6 +16,7 @@ import pytest
 
 from charter import Agent
 from charter._decision import Allowed
+from charter._identity import create_human
 from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
 from charter.exceptions import LeaseLost
 from charter.gate import idempotency_key
@@ -252,11 +253,41 @@ class TestCancel:
         assert result.reason == "cancelled by sre: bad deploy"
         assert toolset.effects == []
 
-    def test_cancel_of_an_unheld_run_ends_it_at_once(self, plane, cred, agent):
+    def test_cancel_of_a_waiting_run_ends_it_at_once(self, plane, cred, agent):
         run_id = _start(plane, cred, write_sleep_write, agent)
+        plane.resume(run_id, Workflow(agent=agent, fn=write_sleep_write))
         record = plane.store.cancel_run(run_id, by="sre", reason="not needed")
         assert (record.status, record.outcome) == ("cancelled", "abandoned")
         assert "sre" in (record.reason or "")
+
+    def test_a_crashed_run_settles_its_step_before_it_stops(self, plane, cred, agent, toolset):
+        """Cancelling a run that died between effect and record still records the effect."""
+        ledger: dict[str, int] = {}
+        crash = {"armed": True}
+
+        def pay(args, ctx):
+            ledger[ctx.idempotency_key] = ledger.get(ctx.idempotency_key, 0) + 1
+            if crash["armed"]:
+                crash["armed"] = False
+                raise Crash
+            return {"item": args.item}
+
+        tools = {
+            name: dataclasses.replace(t, run=pay) if name == "record_write" else t
+            for name, t in agent.tools.items()
+        }
+        workflow = Workflow(agent=dataclasses.replace(agent, tools=tools), fn=write_sleep_write)
+        run_id = plane.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+        with pytest.raises(Crash):
+            plane.resume(run_id, workflow)
+
+        flagged = plane.store.cancel_run(run_id, by="sre", reason="stop it")
+        assert flagged.status == "running"  # not ended: its step has an intent and no result
+
+        result = plane.resume(run_id, workflow)
+        assert (result.status, result.reason) == ("cancelled", "cancelled by sre: stop it")
+        assert ledger == {idempotency_key(run_id, 1): 2}
+        assert _kinds(plane.store, run_id).count("tool.completed") == 1
 
 
 class TestReplay:
@@ -462,3 +493,58 @@ class TestModelTimeout:
             released.set()
         assert (result.status, result.outcome) == ("failed", "failed")
         assert plane.store.events(result.run_id)[-1].payload["code"] == "model_timeout"
+
+
+class TestRaces:
+    def test_an_inline_run_is_not_claimed_by_a_worker_meanwhile(
+        self, plane, cred, make_contract, toolset, clock
+    ):
+        claimed: list[object] = []
+
+        def peek(args, ctx):
+            claimed.append(
+                plane.store.claim_run(
+                    owner=new_owner(), workflows=["testing"], now=clock(), lease_s=30
+                )
+            )
+            return {"item": args.item}
+
+        tools = [
+            dataclasses.replace(t, run=peek) if t.name == "record_write" else t
+            for t in toolset.tools
+        ]
+        model = ScriptedModel([ScriptedTurn.call("record_write", item="x"), ScriptedTurn.say("ok")])
+        agent = Agent.load(make_contract(), tools=tools, model=model)
+        result = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
+        assert result.status == "completed"
+        assert claimed == [None]
+
+    def test_a_decision_landing_before_the_suspension_leaves_the_run_runnable(
+        self, plane, cred, make_contract, toolset, store, clock
+    ):
+        """The hold and the suspension are two appends; an approval between them must count."""
+        approver = create_human(store, name="ann", roles=["approver"])
+        model = ScriptedModel([ScriptedTurn.call("launch", item="x"), ScriptedTurn.say("ok")])
+        agent = Agent.load(make_contract(), tools=toolset.tools, model=model)
+        suspend = plane._suspend
+
+        def approve_first(ctx, wait):
+            (request,) = wait.waiting_on
+            store.decide_approval(
+                request,
+                approver=approver.identity,
+                decision="approve",
+                reason="fine",
+                now=clock(),
+            )
+            return suspend(ctx, wait)
+
+        plane._suspend = approve_first
+        waiting = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
+        plane._suspend = suspend
+
+        assert waiting.status == "waiting"
+        assert store.get_run(waiting.run_id).runnable
+        stats = Worker(plane, [Workflow(agent=agent, fn=agent_loop)]).run(until_idle=True)
+        assert stats.completed == 1
+        assert [tool for tool, _ in toolset.effects] == ["launch"]

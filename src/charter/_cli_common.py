@@ -44,9 +44,13 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
                 emit_json({"error": exc.to_dict()})
             else:
                 # Messages quote user input (ids, reasons): never let it read as markup.
-                errors.print(f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}")
+                # soft_wrap: a path or id in a message must never be broken across lines.
+                errors.print(
+                    f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}",
+                    soft_wrap=True,
+                )
                 if exc.hint:
-                    errors.print(f"  hint: {escape(exc.hint)}")
+                    errors.print(f"  hint: {escape(exc.hint)}", soft_wrap=True)
             sys.exit(2 if isinstance(exc, UserError) else 1)
 
     return wrapper

@@ -36,6 +36,7 @@ from charter.engine import (
 from charter.exceptions import CharterError, CredentialError, LeaseLost, StateError
 from charter.gate import Executor, Gate, RunState, hash_token
 from charter.privacy import Vault, redact_text
+from charter.store._lease import new_owner
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,6 +86,7 @@ class ControlPlane:
         tenant_id: str,
         task: Any,  # noqa: ANN401 - any JSON value the workflow takes
         initiator: str = "",
+        lease_owner: str | None = None,
     ) -> str:
         """Record a new run of `workflow`; it is runnable at once (by `resume` or a worker).
 
@@ -94,6 +96,7 @@ class ControlPlane:
             tenant_id: The tenant the run acts for.
             task: The workflow's input (for `agent_loop`, the task text).
             initiator: Who asked for the run; separation of duties bars them from approving it.
+            lease_owner: Start the run leased to this owner, to resume it here.
 
         Raises:
             CredentialError: The credential is unknown or revoked; no run is started.
@@ -126,7 +129,7 @@ class ControlPlane:
             initiator=initiator,
         )
         sealed = self.vault.seal(tenant_id=tenant_id, run_id=run_id, name="0:input", value=task)
-        self.store.start_run(run_id, started, raw={"0:input": sealed})
+        self.store.start_run(run_id, started, raw={"0:input": sealed}, owner=lease_owner)
         return run_id
 
     def run(
@@ -138,10 +141,20 @@ class ControlPlane:
             CredentialError: The credential is unknown or revoked; no run is started.
         """
         workflow = Workflow(agent=agent, fn=agent_loop)
+        # Leased from its first event: a worker on the same store must not run it too.
+        owner = new_owner()
         run_id = self.start(
-            workflow, credential=credential, tenant_id=tenant_id, task=task, initiator=initiator
+            workflow,
+            credential=credential,
+            tenant_id=tenant_id,
+            task=task,
+            initiator=initiator,
+            lease_owner=owner,
         )
-        return self.resume(run_id, workflow)
+        try:
+            return self.resume(run_id, workflow, lease_owner=owner)
+        finally:
+            self.store.release_run(run_id, owner=owner)
 
     # --- resuming -----------------------------------------------------------------------------
     def resume(
@@ -151,13 +164,12 @@ class ControlPlane:
         *,
         worker: str = "inline",
         lease_owner: str | None = None,
-        cancel_reason: str | None = None,
     ) -> RunResult:
         """Re-execute the run's workflow from its log until the run ends or waits again.
 
-        The caller must hold the run: a worker passes its lease (`lease_owner`), which fences
-        every append; the process that started the run passes nothing. `cancel_reason` ends
-        the run as cancelled instead, at once.
+        The caller must hold the run, and passes its lease (`lease_owner`), which fences every
+        append. A run flagged for cancellation settles any step left mid-way (same key) and
+        stops before its next new step.
 
         Raises:
             LeaseLost: Another worker claimed the run meanwhile; nothing more was written.
@@ -173,11 +185,6 @@ class ControlPlane:
             loaded = LoadedRun.load(self.store, run_id)
             state = loaded.state(workflow.agent)
             state.lease_owner = lease_owner
-            if cancel_reason is not None:
-                finish = Finish(
-                    status="cancelled", outcome="abandoned", reason=cancel_reason, code="cancelled"
-                )
-                return self._finish(run_id, finish, [], state)
             return self._replay_and_run(loaded, state, workflow, worker, pause)
 
     def _replay_and_run(
@@ -200,9 +207,9 @@ class ControlPlane:
             worker=worker,
             on_new_work=pause.end,
         )
-        task = loaded.task(self.vault)
         try:
-            finish = _outcome(workflow.fn(ctx, task))
+            # Inside: an input that does not open fails this run on record, not the worker.
+            finish = _outcome(workflow.fn(ctx, loaded.task(self.vault)))
         except Suspend as wait:
             return self._suspend(ctx, wait)
         except Stop as stop:
@@ -228,14 +235,10 @@ class ControlPlane:
         return _result(record, ctx.decisions, waiting_on=wait.waiting_on)
 
     def _finish(
-        self,
-        run_id: str,
-        finish: Finish,
-        decisions: list[Decision],
-        state: RunState | None = None,
+        self, run_id: str, finish: Finish, decisions: list[Decision], state: RunState
     ) -> RunResult:
         record = self.store.get_run(run_id)
-        for deferred in state.deferred if state else []:
+        for deferred in state.deferred:
             record = record.apply(deferred)  # the totals include results not yet written
         event = RunFinished(
             status=finish.status,
@@ -246,10 +249,7 @@ class ControlPlane:
             completion_tokens=record.completion_tokens,
             code=finish.code,
         )
-        if state is None:
-            self.store.append(run_id, [event])
-        else:
-            state.append(self.store, [event])
+        state.append(self.store, [event])
         return _result(self.store.get_run(run_id), decisions)
 
     # --- approvals that nobody decided ---------------------------------------------------------

@@ -219,6 +219,9 @@ class RunContext(Context):
             self.replayed += 1
             return response
         self._before_new_work()
+        if self._state.deferred:
+            # A model call can take minutes: record the last result before waiting on one.
+            self._state.append(self._store, [])
         agent = self.agent
         specs = agent.tool_specs() if tools is None else tools
         limit = agent.contract.timeouts.model
@@ -309,13 +312,16 @@ class RunContext(Context):
         self._step += 1
         return self._step
 
-    def _before_new_work(self) -> None:
-        """Checks that come before any new side effect, and the resume marker."""
+    def _before_new_work(self, *, settling: bool = False) -> None:
+        """Checks that come before any new side effect, and the resume marker.
+
+        `settling`: the work finishes a step already decided, which a cancellation must not stop.
+        """
         if self._on_new_work is not None:
             self._on_new_work()
         controls = self._gate.controls
         controls.refresh()
-        why = controls.cancelled(self.run_id)
+        why = None if settling else controls.cancelled(self.run_id)
         if why is not None:
             raise Stop(
                 Finish(
@@ -384,8 +390,9 @@ class RunContext(Context):
             self._before_new_work()
             return self._gate.submit(self._state, spec, step=record.step)
         if decided.decision == "allowed":
-            # The intent is durable but the result is not: finish the step, same key.
-            self._before_new_work()
+            # The intent is durable but the result is not: finish the step, same key, even in
+            # a run being cancelled, so that the log records the effect that may have happened.
+            self._before_new_work(settling=True)
             return self._gate.complete(
                 self._state, spec, step=record.step, policy_ids=decided.policy_ids
             )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from charter.engine._result import RunResult
-from charter.exceptions import LeaseLost
+from charter.exceptions import CharterError, LeaseLost
 from charter.store._lease import new_owner
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ class WorkerStats:
     expired_approvals: int = 0
     lost: int = 0
     """Runs another worker claimed while this one ran them (a lease that ran out)."""
+    errors: int = 0
+    """Runs the store could not serve (logged with their run id)."""
     results: list[RunResult] = field(default_factory=list)
 
     def count(self, result: RunResult) -> None:
@@ -67,6 +69,7 @@ class WorkerStats:
             "cancelled": self.cancelled,
             "expired_approvals": self.expired_approvals,
             "lost": self.lost,
+            "errors": self.errors,
         }
 
 
@@ -127,19 +130,17 @@ class Worker:
                 self.workflows[lease.workflow],
                 worker=self.owner,
                 lease_owner=self.owner,
-                cancel_reason=lease.cancel_requested,
             )
         except LeaseLost as lost:
             # Our lease ran out and another worker holds the run: it carries the run on.
             _log.warning("%s: %s", lease.run_id, lost.message)
             self.stats.lost += 1
-            record = self.plane.store.get_run(lease.run_id)
-            return RunResult(
-                run_id=record.run_id,
-                status=record.status,
-                outcome=record.outcome or "",
-                reason=f"lease lost: {lost.message}",
-            )
+            return self._as_found(lease.run_id, f"lease lost: {lost.message}")
+        except CharterError as exc:
+            # One run the store cannot serve must not stop the worker for every other run.
+            _log.exception("%s: could not resume", lease.run_id)
+            self.stats.errors += 1
+            return self._as_found(lease.run_id, f"{exc.code}: {exc.message}")
         finally:
             self.plane.store.release_run(lease.run_id, owner=self.owner)
         self.stats.count(result)
@@ -147,6 +148,12 @@ class Worker:
         if self._on_result is not None:
             self._on_result(result)
         return result
+
+    def _as_found(self, run_id: str, reason: str) -> RunResult:
+        record = self.plane.store.get_run(run_id)
+        return RunResult(
+            run_id=record.run_id, status=record.status, outcome=record.outcome or "", reason=reason
+        )
 
     def run(self, *, until_idle: bool = False, stop: threading.Event | None = None) -> WorkerStats:
         """Work until `stop` is set, or (with `until_idle`) until nothing is runnable.

@@ -228,8 +228,6 @@ class Lease:
     run_id: str
     workflow: str
     owner: str
-    cancel_requested: str | None = None
-    """The operator's reason, when the run is to be cancelled instead of resumed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,9 +340,19 @@ class Store(ABC):
     # --- runs and events -------------------------------------------------------------------
     @abstractmethod
     def start_run(
-        self, run_id: str, started: RunStarted, *, raw: Mapping[str, bytes] | None = None
+        self,
+        run_id: str,
+        started: RunStarted,
+        *,
+        raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
+        lease_s: float = 300.0,
     ) -> StoredEvent:
-        """Create the run with its first event; it is runnable at once."""
+        """Create the run with its first event; it is runnable at once.
+
+        With `owner`, the run starts leased to it, so no worker claims it from under the
+        process that is about to run it.
+        """
 
     @abstractmethod
     def append(
@@ -408,7 +416,7 @@ class Store(ABC):
 
     @abstractmethod
     def cancel_run(self, run_id: str, *, by: str, reason: str) -> RunRecord:
-        """Cancel a run: at once if no worker holds it, else at the holder's next step.
+        """Cancel a run: at once if it waits and no worker holds it, else before its next step.
 
         Raises:
             NotFoundError: No such run.

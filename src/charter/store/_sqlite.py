@@ -17,6 +17,7 @@ from charter._events import (
     Event,
     RunFinished,
     RunStarted,
+    RunSuspended,
 )
 from charter._time import iso, utcnow
 from charter.exceptions import (
@@ -134,9 +135,15 @@ class SqliteStore(Store):
 
     # --- runs and events -------------------------------------------------------------------
     def start_run(
-        self, run_id: str, started: RunStarted, *, raw: Mapping[str, bytes] | None = None
+        self,
+        run_id: str,
+        started: RunStarted,
+        *,
+        raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
+        lease_s: float = 300.0,
     ) -> StoredEvent:
-        """Create the run row and write its first event in one transaction."""
+        """Create the run row (leased to `owner`, if given) and its first event, atomically."""
         ts = _now()
         record = RunRecord.starting(run_id=run_id, started=started, ts=ts)
         with self._write() as db:
@@ -144,9 +151,14 @@ class SqliteStore(Store):
             if exists:
                 raise StoreError(f"run {run_id} already exists")
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}, head_seq, head_hash, head_mac) "
-                f"VALUES ({', '.join('?' * 23)}, 0, ?, '')",
-                (*_record_values(record), GENESIS),
+                f"INSERT INTO runs ({_RUN_COLUMNS}, head_seq, head_hash, head_mac, lease_owner, "
+                f"lease_expires) VALUES ({', '.join('?' * 23)}, 0, ?, '', ?, ?)",
+                (
+                    *_record_values(record),
+                    GENESIS,
+                    owner,
+                    None if owner is None else time.time() + lease_s,
+                ),
             )
             return self._append_locked(db, run_id, [started], ts=ts, raw=raw)[0]
 
@@ -173,7 +185,8 @@ class SqliteStore(Store):
         owner: str | None = None,
     ) -> list[StoredEvent]:
         row = db.execute(
-            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner FROM runs WHERE run_id = ?",
+            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner, cancel_requested "
+            "FROM runs WHERE run_id = ?",
             (run_id,),
         ).fetchone()
         if row is None:
@@ -213,6 +226,9 @@ class SqliteStore(Store):
             [(run_id, e.seq, ts, e.kind, e.data, e.prev_hash, e.hash, e.step) for e in stored],
         )
         record = replace(record, updated_at=ts, event_count=record.event_count + len(events))
+        suspended = events[-1] if events and isinstance(events[-1], RunSuspended) else None
+        if suspended is not None and _wakes_at_once(db, row, suspended):
+            record = replace(record, runnable=True, wake_at=None)
         mac = seal(
             self.seal_key,
             run_id=run_id,
@@ -360,7 +376,7 @@ class SqliteStore(Store):
         clock = time.time()
         with self._write() as db:
             rows = db.execute(
-                "SELECT run_id, workflow, lease_owner, lease_expires, cancel_requested FROM runs "
+                "SELECT run_id, workflow, lease_owner, lease_expires FROM runs "
                 f"WHERE runnable = 1 AND workflow IN ({marks}) "
                 "AND (wake_at IS NULL OR wake_at <= ?) "
                 "AND (lease_owner IS NULL OR lease_expires < ? OR lease_owner LIKE ?) "
@@ -376,12 +392,7 @@ class SqliteStore(Store):
                     "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ?",
                     (owner, clock + lease_s, row["run_id"]),
                 )
-                return Lease(
-                    run_id=row["run_id"],
-                    workflow=row["workflow"],
-                    owner=owner,
-                    cancel_requested=row["cancel_requested"],
-                )
+                return Lease(run_id=row["run_id"], workflow=row["workflow"], owner=owner)
         return None
 
     def renew_leases(self, *, owner: str, lease_s: float) -> int:
@@ -403,7 +414,13 @@ class SqliteStore(Store):
             )
 
     def cancel_run(self, run_id: str, *, by: str, reason: str) -> RunRecord:
-        """Cancel now if no live worker holds the run; otherwise flag it for the holder."""
+        """Cancel a waiting run now; flag any other for the worker that runs it next.
+
+        Only a waiting run that no one holds can end here: its every step is settled. A run
+        that is running, or crashed mid-step, may have an effect whose result is not recorded
+        yet; a worker resumes it, settles that step with the same idempotency key, and stops
+        before any new one.
+        """
         with self._write() as db:
             row = db.execute(
                 f"SELECT {_RUN_COLUMNS}, lease_owner, lease_expires FROM runs WHERE run_id = ?",
@@ -425,8 +442,12 @@ class SqliteStore(Store):
                 and row["lease_expires"] >= time.time()
                 and not lease_is_dead(holder)
             )
-            if held:
-                db.execute("UPDATE runs SET cancel_requested = ? WHERE run_id = ?", (why, run_id))
+            if held or record.status != "waiting":
+                db.execute(
+                    "UPDATE runs SET cancel_requested = ?, runnable = 1, wake_at = NULL "
+                    "WHERE run_id = ?",
+                    (why, run_id),
+                )
                 db.execute("UPDATE control_version SET version = version + 1")
                 return record
             finished = RunFinished(
@@ -712,6 +733,25 @@ def _identity_from_row(row: sqlite3.Row) -> IdentityRecord:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
+
+
+def _wakes_at_once(db: sqlite3.Connection, row: sqlite3.Row, suspended: RunSuspended) -> bool:
+    """Whether a run suspending now must stay runnable: what it waits for already happened.
+
+    A decision or a cancellation can land between the append that holds a step and the one
+    that suspends the run; without this the run would wait for something already past.
+    """
+    if row["cancel_requested"] is not None:
+        return True
+    requests = [r for r in suspended.waiting_on if r != "timer"]
+    if not requests:
+        return False
+    marks = ", ".join("?" * len(requests))
+    decided = db.execute(
+        f"SELECT 1 FROM approvals WHERE request_id IN ({marks}) AND status != 'pending'",
+        requests,
+    ).fetchone()
+    return decided is not None
 
 
 def _project_approval(db: sqlite3.Connection, run_id: str, event: Event, ts: str) -> None:
