@@ -62,6 +62,22 @@ class TestInvalidContracts:
         assert "contract.yaml" in message
         assert "tools.record_write.efect: unknown key" in message
 
+    def test_escalation_to_a_tier_with_fewer_approvers_is_refused(
+        self, make_contract, contract_data
+    ):
+        """An expiry must never make an action easier to approve."""
+        contract_data["approval_tiers"] = {
+            "ops": {
+                "approvers": 2,
+                "expires_after": "1h",
+                "on_expiry": "escalate",
+                "escalate_to": "lead",
+            },
+            "lead": {"approvers": 1, "expires_after": "1h"},
+        }
+        message = _error(make_contract(contract_data))
+        assert "escalates to 'lead', which needs fewer approvers" in message
+
     def test_unknown_top_level_key(self, make_contract):
         """An unknown top-level key is named."""
         message = _error(make_contract(colour="blue"))

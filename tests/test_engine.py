@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from charter import Agent
-from charter._decision import Allowed
+from charter import Agent, ControlPlane
+from charter._decision import Allowed, Failed
 from charter._identity import create_human
 from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
-from charter.exceptions import LeaseLost
-from charter.gate import idempotency_key
+from charter.exceptions import ApprovalRefused, LeaseLost
+from charter.gate import Executor, idempotency_key
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.store._lease import new_owner
 
@@ -548,3 +548,61 @@ class TestRaces:
         stats = Worker(plane, [Workflow(agent=agent, fn=agent_loop)]).run(until_idle=True)
         assert stats.completed == 1
         assert [tool for tool, _ in toolset.effects] == ["launch"]
+
+
+class TestReviewedEdges:
+    def test_replay_of_a_finished_run_flags_extra_calls(self, plane, cred, toolset, make_contract):
+        model = ScriptedModel([ScriptedTurn.call("read_notes", item="a"), ScriptedTurn.say("ok")])
+        agent = Agent.load(make_contract(), tools=toolset.tools, model=model)
+        run_id = plane.run(agent, credential=cred.token, tenant_id="acme", task="t").run_id
+
+        def more(ctx: Context, task: Any) -> Finish:
+            agent_loop(ctx, task)
+            ctx.tool("read_notes", {"item": "b"})
+            return Finish()
+
+        report = replay_run(plane.store, run_id, [Workflow(agent=agent, fn=more)])
+        assert not report.ok
+        assert report.steps[-1].verdict == "diverged"
+
+    def test_one_person_counts_once_across_credentials(
+        self, plane, cred, make_contract, contract_data, toolset, store, clock
+    ):
+        contract_data["approval_tiers"] = {"ops": {"approvers": 2, "expires_after": "1h"}}
+        model = ScriptedModel([ScriptedTurn.call("launch", item="x"), ScriptedTurn.say("ok")])
+        agent = Agent.load(make_contract(contract_data), tools=toolset.tools, model=model)
+        waiting = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
+        (request,) = waiting.waiting_on
+        first = create_human(store, name="mallory", roles=["approver"])
+        second = create_human(store, name="mallory", roles=["approver"])
+        store.decide_approval(
+            request, approver=first.identity, decision="approve", reason="ok", now=clock()
+        )
+        with pytest.raises(ApprovalRefused):
+            store.decide_approval(
+                request, approver=second.identity, decision="approve", reason="ok", now=clock()
+            )
+
+    def test_a_tool_call_still_queued_at_its_timeout_never_runs(
+        self, store, cred, make_contract, contract_data, toolset
+    ):
+        """Recorded as timed out, a queued call must not start later and do its effect."""
+        executor = Executor(workers=1, sleep=lambda s: None)
+        busy = threading.Event()
+        blocker = executor._pool.submit(busy.wait)  # the only tool thread is taken
+        contract_data["timeouts"] = {"tool": 0.05}
+        model = ScriptedModel([ScriptedTurn.call("flaky", item="x"), ScriptedTurn.say("ok")])
+        agent = Agent.load(make_contract(contract_data), tools=toolset.tools, model=model)
+        control = ControlPlane(store, executor=executor)
+        try:
+            result = control.run(agent, credential=cred.token, tenant_id="acme", task="go")
+        finally:
+            busy.set()
+            blocker.result(timeout=5)
+            # One worker, first in first out: once this ran, any call left queued has run too.
+            executor._pool.submit(lambda: None).result(timeout=5)
+            control.close()
+        failed = result.decisions[0]
+        assert isinstance(failed, Failed)
+        assert failed.code == "tool_timeout"
+        assert toolset.attempts == []

@@ -198,6 +198,14 @@ class Contract(_Strict):
             if tier.escalate_to is not None and tier.escalate_to not in self.approval_tiers:
                 msg = f"approval_tiers.{name}.escalate_to names unknown tier {tier.escalate_to!r}"
                 raise ValueError(msg)
+            upper = self.approval_tiers.get(tier.escalate_to or "")
+            if upper is not None and upper.approvers < tier.approvers:
+                # An expiry must never make an action easier to approve than it was.
+                msg = (
+                    f"approval_tiers.{name} escalates to {tier.escalate_to!r}, which needs fewer "
+                    f"approvers ({upper.approvers} < {tier.approvers})"
+                )
+                raise ValueError(msg)
         for name, grant in self.tools.items():
             if grant.approval is not None and grant.approval not in self.approval_tiers:
                 known = ", ".join(sorted(self.approval_tiers)) or "none defined"

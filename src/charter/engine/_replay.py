@@ -103,9 +103,16 @@ class ReplayContext(Context):
     """Answers every step from the log; calls nothing, writes nothing."""
 
     def __init__(
-        self, *, state: RunState, history: History, raw: dict[str, bytes], vault: Vault
+        self,
+        *,
+        state: RunState,
+        history: History,
+        raw: dict[str, bytes],
+        vault: Vault,
+        ended: bool = False,
     ) -> None:
-        """Bind to one run's log."""
+        """Bind to one run's log; `ended` when the run finished (its log is complete)."""
+        self._ended = ended
         self._state = state
         self._history = history
         self._raw = raw
@@ -128,6 +135,12 @@ class ReplayContext(Context):
         self._step += 1
         record = self._history.steps.get(self._step)
         if record is None:
+            if self._ended:
+                # The run finished without this step: the workflow asks for more than it did.
+                self._record(
+                    self._step, kind, what, "diverged", "the finished run has no such step"
+                )
+                raise _Halt(f"step {self._step} diverged: the run ended before it")
             self._record(self._step, kind, what, "past_log", "the run never reached this step")
             raise _Halt(f"the workflow asks for step {self._step}, past the end of the log")
         if record.kind != kind or (kind == "tool" and record.tool != what):
@@ -209,8 +222,13 @@ def _replay(store: Store, workflow: Workflow, loaded: LoadedRun) -> ReplayReport
     run_id = loaded.record.run_id
     vault = Vault.for_store(store)
     history = loaded.history
+    ended = isinstance(loaded.last, RunFinished)
     ctx = ReplayContext(
-        state=loaded.state(workflow.agent), history=history, raw=loaded.raw, vault=vault
+        state=loaded.state(workflow.agent),
+        history=history,
+        raw=loaded.raw,
+        vault=vault,
+        ended=ended,
     )
     report = ReplayReport(run_id=run_id, workflow=workflow.name, steps=ctx.steps)
     task = loaded.task(vault)
@@ -222,6 +240,7 @@ def _replay(store: Store, workflow: Workflow, loaded: LoadedRun) -> ReplayReport
         report.ended = f"the workflow stopped: {signal}"
     except Exception as exc:  # noqa: BLE001 - the replayed code is the user's
         report.ended = f"the workflow raised {type(exc).__name__}: {exc}"
+        report.same_end = not ended  # a finished run did not raise there
     else:
         report.ended, report.same_end = _compare_finish(returned, loaded.last)
     for step in sorted(set(history.steps) - {s.step for s in ctx.steps}):

@@ -50,12 +50,15 @@ class Executor:
     ) -> None:
         """Create the pool; `sleep` and `backoff_s` shape retries (tests pass a no-op sleep)."""
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="charter-tool")
+        # Model calls get threads of their own: hung ones must not starve the tools.
+        self._models = ThreadPoolExecutor(max_workers=4, thread_name_prefix="charter-model")
         self._sleep = sleep
         self._backoff_s = backoff_s
 
     def close(self) -> None:
         """Stop accepting work."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._models.shutdown(wait=False, cancel_futures=True)
 
     def bounded(self, fn: Callable[[], T], *, timeout_s: float) -> T:
         """`fn()` on a worker thread, waited for at most `timeout_s` (a model call, say).
@@ -63,9 +66,11 @@ class Executor:
         Raises:
             TimeoutError: No answer in time; the call keeps running in its thread.
         """
+        future = self._models.submit(fn)
         try:
-            return self._pool.submit(fn).result(timeout=timeout_s)
+            return future.result(timeout=timeout_s)
         except FutureTimeout as exc:
+            future.cancel()
             raise TimeoutError(f"no answer within {timeout_s:g}s") from exc
 
     def execute(self, call: Call, *, default_timeout_s: float) -> Execution:
@@ -80,6 +85,8 @@ class Executor:
             try:
                 raw = future.result(timeout=timeout)
             except FutureTimeout:
+                # A call still queued must never start after being recorded as timed out.
+                future.cancel()
                 error: ToolError = ToolTimeoutError(f"{tool.name} did not answer in {timeout}s")
             except ToolError as exc:
                 error = exc

@@ -526,9 +526,11 @@ class SqliteStore(Store):
                 )
             request = _approval_from_row(row)
             check_vote(request, approver, now, decision=decision)
+            # A person counts once, whichever of their credentials they vote with.
             voted = db.execute(
-                "SELECT decision FROM approval_votes WHERE request_id = ? AND approver_id = ?",
-                (request_id, approver.id),
+                "SELECT v.decision FROM approval_votes v JOIN identities i "
+                "ON i.id = v.approver_id WHERE v.request_id = ? AND i.name = ?",
+                (request_id, approver.name),
             ).fetchone()
             if voted is not None:
                 raise ApprovalRefused(
