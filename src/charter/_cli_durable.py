@@ -122,7 +122,13 @@ def approvals_show(ctx: click.Context, request_id: str, as_json: bool) -> None:
 
 
 def _decide(
-    ctx: click.Context, request_id: str, as_user: str, reason: str, *, approve: bool
+    ctx: click.Context,
+    request_id: str,
+    as_user: str,
+    reason: str,
+    *,
+    approve: bool,
+    as_json: bool,
 ) -> None:
     with Client(config_of(ctx)) as client:
         event = client.decide(
@@ -132,7 +138,7 @@ def _decide(
             decision="approve" if approve else "deny",
             reason=reason,
         )
-    if ctx.params.get("as_json"):
+    if as_json:
         emit_json(event.model_dump(mode="json"))
         return
     console.print(
@@ -154,8 +160,7 @@ def approvals_approve(
     ctx: click.Context, request_id: str, as_user: str, reason: str, as_json: bool
 ) -> None:
     """Approve a held step; with enough distinct approvers the run resumes."""
-    del as_json  # read from ctx.params by _decide
-    _decide(ctx, request_id, as_user, reason, approve=True)
+    _decide(ctx, request_id, as_user, reason, approve=True, as_json=as_json)
 
 
 @approvals.command("deny")
@@ -169,8 +174,7 @@ def approvals_deny(
     ctx: click.Context, request_id: str, as_user: str, reason: str, as_json: bool
 ) -> None:
     """Deny a held step; the run resumes and the agent is told it was denied."""
-    del as_json
-    _decide(ctx, request_id, as_user, reason, approve=False)
+    _decide(ctx, request_id, as_user, reason, approve=False, as_json=as_json)
 
 
 # --- runs cancel --------------------------------------------------------------------------------

@@ -10,15 +10,19 @@ The tree::
     │   ├── PolicyTestError       a malformed policy test table
     │   ├── ToolDefinitionError   a tool declared inconsistently
     │   ├── CredentialError       an unknown, revoked or malformed credential
-    │   └── NotFoundError         a run, identity or approval that does not exist
+    │   ├── NotFoundError         a run, identity or approval that does not exist
+    │   ├── StateError            the right thing in the wrong state (a decided request)
+    │   └── ApprovalRefused       a vote that does not count (role, separation of duties)
     ├── RunError                  something went wrong while a run executed
     │   ├── ToolError             raised by tool code; `retryable` says whether to try again
     │   │   ├── RetryableToolError
     │   │   └── PermanentToolError
     │   ├── ToolTimeoutError      the tool did not answer within its timeout (retryable)
     │   ├── ToolOutputInvalid     the tool answered with data its output model rejects
-    │   └── ModelError            the model failed or answered with something unusable
+    │   ├── ModelError            the model failed or answered with something unusable
+    │   └── NonDeterminismError   a resumed workflow asked for another step than the log's
     └── StoreError                the event store is unreachable, or corrupt
+        ├── LeaseLost             a worker wrote after another claimed its run; nothing written
         └── SchemaVersionError    the database was written by a newer Charter
 
 A denial is *not* an exception: the gate returns a typed `Denied` decision, so an agent loop

@@ -254,7 +254,8 @@ class RunContext(Context):
             cost_usd=response.cost_usd,
             latency_ms=round(latency, 3),
         )
-        self._state.append(self._store, [event], raw={f"{step}:response": self._seal(step, raw)})
+        slot = f"{step}:response"
+        self._state.append(self._store, [event], raw={slot: self._seal(slot, raw)})
         self._state.spent_usd += response.cost_usd
         return response
 
@@ -432,9 +433,9 @@ class RunContext(Context):
         self._state.append(self._store, [decided])
         return Denied(step=record.step, tool=spec.tool, check="approval", reason=reason)
 
-    def _seal(self, step: int, value: Any) -> bytes:  # noqa: ANN401 - any JSON value
+    def _seal(self, name: str, value: Any) -> bytes:  # noqa: ANN401 - any JSON value
         return self._vault.seal(
-            tenant_id=self.tenant_id, run_id=self.run_id, name=f"{step}:response", value=value
+            tenant_id=self.tenant_id, run_id=self.run_id, name=name, value=value
         )
 
     def _open(self, name: str) -> Any:  # noqa: ANN401 - any JSON value

@@ -1,8 +1,9 @@
 """The gate: every proposed tool call passes the same stages, in order, and each leaves a check.
 
-Stages 1-8 decide and do no side effect. Their results, the decision and (when held) the approval
-request are written in one durable append *before* anything executes: that append is the intent.
-Stages 9-11 then execute, validate the output and record the result in a second append.
+Stages 1-8 decide and do no side effect. The proposal and the decision, carrying every stage's
+check (and, when held, the approval request), are written in one durable append *before*
+anything executes: that append is the intent. Stages 9-11 then execute, validate the output and
+record the result, which rides on the run's next append (see `RunState.defer`).
 """
 
 from __future__ import annotations
@@ -73,13 +74,11 @@ class Gate:
         self._vault = vault or Vault.for_store(store)
         self.controls = Controls(store)
         """Kill switches, identities and cancellations, refreshed per call."""
-        self._controls = self.controls
-        self._executor = executor or Executor()
-        self.executor = self._executor
-        """The tool threads; model calls borrow them to be bounded by a timeout too."""
+        self.executor = executor or Executor()
+        """Runs tool calls (and model calls) on threads, so their timeouts can be enforced."""
         self.stages: list[Stage] = [
-            partial(check_kill_switch, controls=self._controls),
-            partial(check_principal, controls=self._controls),
+            partial(check_kill_switch, controls=self.controls),
+            partial(check_principal, controls=self.controls),
             check_grant,
             check_schema,
             partial(check_policy, clock=clock),
@@ -91,14 +90,14 @@ class Gate:
 
     def close(self) -> None:
         """Release the tool threads."""
-        self._executor.close()
+        self.executor.close()
 
     def decide(self, call: Call) -> tuple[list[CheckResult], list[int]]:
         """Run the decision stages until one denies or proposes; no side effect, nothing written.
 
         Returns the checks and each one's duration in microseconds.
         """
-        self._controls.refresh()
+        self.controls.refresh()
         checks: list[CheckResult] = []
         timings: list[int] = []
         for stage in self.stages:
@@ -272,7 +271,7 @@ class Gate:
         assert call.tool is not None  # noqa: S101
         run, tool = call.run, call.tool
         timeout = run.agent.contract.timeouts.tool
-        execution = self._executor.execute(call, default_timeout_s=timeout)
+        execution = self.executor.execute(call, default_timeout_s=timeout)
         checks = [execution.check]
         timings = [round(execution.latency_ms * 1000)]
         output: dict[str, Any] | None = None
