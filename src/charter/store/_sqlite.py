@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from charter._events import (
     ApprovalDecided,
-    ApprovalExpired,
-    ApprovalRequested,
     Event,
     RunFinished,
     RunStarted,
@@ -41,6 +39,7 @@ from charter.store._base import (
 from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
 from charter.store._lease import lease_is_dead
 from charter.store._migrations import MIGRATIONS
+from charter.store._sqlite_approvals import approval_from_row, project_approval, wakes_at_once
 from charter.store._votes import check_vote, request_status
 
 if TYPE_CHECKING:
@@ -205,7 +204,7 @@ class SqliteStore(Store):
             digest = event_hash(
                 prev_hash=prev, run_id=run_id, seq=seq, ts=ts, kind=event.kind, payload=payload
             )
-            _project_approval(db, run_id, event, ts)
+            project_approval(db, run_id, event, ts)
             record = record.apply(event)
             stored.append(
                 StoredEvent(
@@ -227,7 +226,7 @@ class SqliteStore(Store):
         )
         record = replace(record, updated_at=ts, event_count=record.event_count + len(events))
         suspended = events[-1] if events and isinstance(events[-1], RunSuspended) else None
-        if suspended is not None and _wakes_at_once(db, row, suspended):
+        if suspended is not None and wakes_at_once(db, row, suspended):
             record = replace(record, runnable=True, wake_at=None)
         mac = seal(
             self.seal_key,
@@ -490,7 +489,7 @@ class SqliteStore(Store):
             params.append(run_id)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY requested_at, request_id", params).fetchall()
-        return [_approval_from_row(r) for r in rows]
+        return [approval_from_row(r) for r in rows]
 
     def get_approval(self, request_id: str) -> ApprovalRecord:
         """One approval request."""
@@ -503,7 +502,7 @@ class SqliteStore(Store):
                 f"approval request {request_id!r} does not exist",
                 hint="`charter approvals list` shows the pending requests",
             )
-        return _approval_from_row(row)
+        return approval_from_row(row)
 
     def decide_approval(
         self,
@@ -524,7 +523,7 @@ class SqliteStore(Store):
                     f"approval request {request_id!r} does not exist",
                     hint="`charter approvals list` shows the pending requests",
                 )
-            request = _approval_from_row(row)
+            request = approval_from_row(row)
             check_vote(request, approver, now, decision=decision)
             # A person counts once, whichever of their credentials they vote with.
             voted = db.execute(
@@ -575,7 +574,7 @@ class SqliteStore(Store):
                 "ORDER BY a.expires_at",
                 (iso(now), *workflows),
             ).fetchall()
-        return [_approval_from_row(r) for r in rows]
+        return [approval_from_row(r) for r in rows]
 
     # --- identities ------------------------------------------------------------------------
     def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
@@ -734,87 +733,6 @@ def _identity_from_row(row: sqlite3.Row) -> IdentityRecord:
         roles=tuple(json.loads(row["roles"])),
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
-    )
-
-
-def _wakes_at_once(db: sqlite3.Connection, row: sqlite3.Row, suspended: RunSuspended) -> bool:
-    """Whether a run suspending now must stay runnable: what it waits for already happened.
-
-    A decision or a cancellation can land between the append that holds a step and the one
-    that suspends the run; without this the run would wait for something already past.
-    """
-    if row["cancel_requested"] is not None:
-        return True
-    requests = [r for r in suspended.waiting_on if r != "timer"]
-    if not requests:
-        return False
-    marks = ", ".join("?" * len(requests))
-    decided = db.execute(
-        f"SELECT 1 FROM approvals WHERE request_id IN ({marks}) AND status != 'pending'",
-        requests,
-    ).fetchone()
-    return decided is not None
-
-
-def _project_approval(db: sqlite3.Connection, run_id: str, event: Event, ts: str) -> None:
-    """Keep the approvals table in step with the approval events appended in this transaction."""
-    match event:
-        case ApprovalRequested():
-            db.execute(
-                "INSERT INTO approvals (request_id, run_id, step, tool, tier, role, approvers, "
-                "status, requested_at, expires_at, summary, diff, excluded) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                (
-                    event.request_id,
-                    run_id,
-                    event.step,
-                    event.tool,
-                    event.tier,
-                    event.role,
-                    event.approvers,
-                    ts,
-                    event.expires_at,
-                    event.summary,
-                    json.dumps(event.diff),
-                    json.dumps(event.excluded),
-                ),
-            )
-        case ApprovalDecided():
-            db.execute(
-                "UPDATE approvals SET granted = ?, status = ?, decided_at = ? WHERE request_id = ?",
-                (
-                    event.granted,
-                    event.status,
-                    None if event.status == "pending" else ts,
-                    event.request_id,
-                ),
-            )
-        case ApprovalExpired():
-            cursor = db.execute(
-                "UPDATE approvals SET status = ?, decided_at = ? "
-                "WHERE request_id = ? AND status = 'pending'",
-                ("expired" if event.action == "deny" else "escalated", ts, event.request_id),
-            )
-            if cursor.rowcount == 0:
-                # Decided meanwhile: the decision stands and this expiry is void.
-                raise StateError(f"approval request {event.request_id} is no longer pending")
-        case RunFinished():
-            db.execute(
-                "UPDATE approvals SET status = 'cancelled', decided_at = ? "
-                "WHERE run_id = ? AND status = 'pending'",
-                (ts, run_id),
-            )
-        case _:
-            pass
-
-
-def _approval_from_row(row: sqlite3.Row) -> ApprovalRecord:
-    return ApprovalRecord(
-        **{
-            **dict(row),
-            "diff": json.loads(row["diff"]),
-            "excluded": json.loads(row["excluded"]),
-        }
     )
 
 
