@@ -186,7 +186,7 @@ def approvals_deny(
 @click.pass_context
 @handled
 def runs_cancel(ctx: click.Context, run_id: str, as_user: str, reason: str, as_json: bool) -> None:
-    """Cancel a run (operator): at once if no worker holds it, else at its next step."""
+    """Cancel a run (operator): at once if it waits, else before its next new step."""
     with Client(config_of(ctx)) as client:
         record = client.cancel(run_id, by=as_user, token=_token(), reason=reason)
     if as_json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from charter.engine._result import RunResult
@@ -42,7 +42,6 @@ class WorkerStats:
     """Runs another worker claimed while this one ran them (a lease that ran out)."""
     errors: int = 0
     """Runs the store could not serve (logged with their run id)."""
-    results: list[RunResult] = field(default_factory=list)
 
     def count(self, result: RunResult) -> None:
         """Tally one resumption's result."""
@@ -144,7 +143,6 @@ class Worker:
         finally:
             self.plane.store.release_run(lease.run_id, owner=self.owner)
         self.stats.count(result)
-        self.stats.results.append(result)
         if self._on_result is not None:
             self._on_result(result)
         return result
