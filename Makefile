@@ -4,6 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The peers Charter is compared with (DBOS, LangGraph, Temporal) live in their own
+# environment, so they never shape the versions Charter itself is tested with.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: install demo test lint format typecheck pytest bench chaos clean
 
@@ -12,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -34,12 +44,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.gate
-	$(BIN)/python -m bench.durable
+# Every benchmark in one run, Charter beside its peers; rewrites BENCHMARKS.md's results.
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m bench all --write
 
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --runs 1000
 
 clean:
-	rm -rf $(VENV) .charter .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .charter .pytest_cache .mypy_cache .ruff_cache
