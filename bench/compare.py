@@ -42,12 +42,15 @@ COMMAND = "`make bench` (everything) or `.venv-bench/bin/python -m bench.compare
 CHARTER = "charter-sqlite"
 LABELS = {
     "charter-sqlite": "Charter, SQLite store",
+    "charter-sqlite-2w": "Charter, SQLite store, 2 worker processes",
     "raw-sqlite": "Raw SQLite append, 1 event per transaction",
     "dbos-sqlite": "DBOS, SQLite system database",
     "dbos-postgres": "DBOS, PostgreSQL system database",
     "langgraph-sqlite": "LangGraph, SqliteSaver",
     "temporal-dev": "Temporal, dev server, regular activities",
 }
+CONCURRENT_ONLY = ("charter-sqlite-2w",)
+"""Rows that differ from another only in how concurrent runs are served."""
 RECOVERABLE = ("charter-sqlite", "dbos-sqlite", "dbos-postgres", "langgraph-sqlite")
 WITH_EFFECTS = (*RECOVERABLE, "temporal-dev")
 TIMEOUT_S = 900
@@ -191,15 +194,19 @@ def measure(sizes: Sizes, systems: list[str], scratch: Path) -> Results:
     skipped = available(systems)
     running = [s for s in systems if s not in skipped]
     loads = workloads(sizes)
-    table: dict[str, dict[str, Outcome]] = {w.key: {s: Outcome() for s in running} for w in loads}
+    table = {
+        w.key: {
+            s: Outcome() for s in running if w.measure == "concurrent" or s not in CONCURRENT_ONLY
+        }
+        for w in loads
+    }
     resume = {s: Outcome() for s in running if s in RECOVERABLE}
     effects: dict[str, Outcome] = {}
     cedar_us: list[float] = []
     with temporal_server(scratch / "temporal", wanted="temporal-dev" in running):
         for rep in range(sizes.repetitions):
             for w in loads:
-                for system in running:
-                    outcome = table[w.key][system]
+                for system, outcome in table[w.key].items():
                     if outcome.error:
                         continue
                     progress(f"rep {rep + 1}: {w.key} {system}")
@@ -340,19 +347,20 @@ def goals(r: Results) -> list[Goal]:
             None if raw is None else 1 / raw <= 2.5,
         )
     )
-    conc = r.table.get("conc-cedar", {}).get(CHARTER)
-    if conc and conc.values:
-        found.append(
-            Goal(
-                f"≥ 3,000 governed steps/s, {r.sizes.runs} concurrent runs",
-                f"{conc.median:,.0f} steps/s",
-                conc.median >= 3000,
+    for system, how in ((CHARTER, "one process"), ("charter-sqlite-2w", "2 worker processes")):
+        conc = r.table.get("conc-cedar", {}).get(system)
+        if conc and conc.values:
+            found.append(
+                Goal(
+                    f"≥ 3,000 governed steps/s, {r.sizes.runs} concurrent runs ({how})",
+                    f"{conc.median:,.0f} steps/s",
+                    conc.median >= 3000,
+                )
             )
-        )
     dbos = median_ratio(r, "conc-cedar", "dbos-sqlite")
     found.append(
         Goal(
-            "... ≥ 10x DBOS (SQLite) in the same set-up",
+            "... ≥ 10x DBOS (SQLite) in the same set-up (one process, threads)",
             "-" if dbos is None else f"{dbos:.2f}x",
             None if dbos is None else dbos >= 10,
         )

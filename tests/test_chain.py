@@ -206,6 +206,28 @@ class TestTampering:
         assert "summary row" in (report.problem or "")
 
 
+    def test_deleted_run_row_is_reported_by_verify_all(self, store, tamper):
+        """A run whose head row is deleted (events left behind) is reported, not skipped."""
+        tamper.execute("PRAGMA foreign_keys=OFF")
+        tamper.execute("DELETE FROM runs WHERE run_id = ?", (RUN,))
+        (report,) = store.verify()
+        assert (report.run_id, report.ok, report.broken_at) == (RUN, False, 1)
+        assert "head row is missing" in (report.problem or "")
+
+    def test_one_broken_run_among_many_is_singled_out(self, store, tamper):
+        """Verifying every run in one pass keeps each run's verdict its own, in start order."""
+        for n in range(3):
+            store.start_run(f"run_z{n}", started_event())
+        tamper.execute("UPDATE events SET payload = payload || ' ' WHERE run_id = 'run_z1'")
+        verdicts = [(r.run_id, r.ok, r.events_checked) for r in store.verify()]
+        assert verdicts == [
+            (RUN, True, 5),
+            ("run_z0", True, 1),
+            ("run_z1", False, 0),
+            ("run_z2", True, 1),
+        ]
+
+
 class TestAppendOnlyTriggers:
     def test_update_is_refused(self, store, run):
         """With the triggers in place, UPDATE on events aborts."""

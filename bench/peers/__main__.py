@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 SYSTEMS: dict[str, tuple[str, str]] = {
     "charter-sqlite": ("bench.peers._charter", "sqlite"),
+    "charter-sqlite-2w": ("bench.peers._charter_workers", "sqlite"),
     "raw-sqlite": ("bench.peers._raw", "sqlite"),
     "dbos-sqlite": ("bench.peers._dbos", "sqlite"),
     "dbos-postgres": ("bench.peers._dbos", "postgres"),

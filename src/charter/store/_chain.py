@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -52,9 +52,12 @@ class ChainReport:
     """What is wrong, for a person."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class ChainRow:
-    """One stored event, as the verifier reads it."""
+class ChainRow(NamedTuple):
+    """One stored event, as the verifier reads it.
+
+    A tuple, not a dataclass: verification builds one per event, a million at a time, and a
+    tuple is built straight from the database row.
+    """
 
     seq: int
     ts: str

@@ -1,0 +1,108 @@
+"""Charter as it is deployed: `charter worker` processes sharing one store, here two, one per
+core, serving the concurrent workload.
+
+A worker runs one run at a time, so 64 runs started at once are served two at a time, and the
+figure is steps/s across both processes. The parent starts the workers, waits until each has
+warmed up (one run of its own), then starts the runs and stops the clock when both workers
+have seen every run finish. Only `concurrent` differs from `_charter`; the other measures are
+the same as one process's.
+
+Run as a module, this file is one worker: `python -m bench.peers._charter_workers HOME N`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench._report import ROOT
+from bench.peers._charter import (
+    CharterAdapter,
+    agent,
+    extra,
+    open_node,
+    run_inline,
+    steps_workflow,
+)
+from bench.peers._common import TENANT, Measured
+from charter.engine import Worker
+
+WORKERS = 2
+WARMUP_STEPS = 100
+
+
+def completed(home: Path) -> int:
+    """Runs completed so far, read on a connection of its own (the store's is busy)."""
+    with sqlite3.connect(home / "charter.db", timeout=10) as db:
+        return int(db.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0])
+
+
+def serve(home: Path, target: int, steps: int) -> None:
+    """One worker: warm up, say so, wait for the go, then work until `target` runs completed."""
+    node = open_node(home)
+    workflow = steps_workflow(agent(home), steps)
+    run_inline(node, steps_workflow(workflow.agent, WARMUP_STEPS))
+    (home / f"ready-{os.getpid()}").touch()
+    while not (home / "go").exists():
+        time.sleep(0.001)
+    worker = Worker(node.plane, [workflow], poll_s=0.001)
+    while completed(home) < target:
+        if worker.step() is None:
+            time.sleep(0.001)
+    node.close()
+
+
+class WorkersAdapter(CharterAdapter):
+    """Charter with `WORKERS` worker processes for the concurrent workload."""
+
+    def concurrent(
+        self, home: Path, *, runs: int, steps: int, policy: bool, repetitions: int
+    ) -> Measured:
+        del policy
+        node = open_node(home)
+        workflow = steps_workflow(agent(home), steps)
+        run_inline(node, steps_workflow(workflow.agent, WARMUP_STEPS))
+        values: list[float] = []
+        for _ in range(repetitions):
+            for marker in [*home.glob("ready-*"), home / "go"]:
+                marker.unlink(missing_ok=True)
+            # Every run before this batch is completed: the parent's and each worker's warm-up.
+            target = completed(home) + WORKERS + runs
+            command = [sys.executable, "-m", "bench.peers._charter_workers", str(home)]
+            command += [str(target), str(steps)]
+            # This interpreter and this module with arguments built here.
+            children = [subprocess.Popen(command, cwd=ROOT) for _ in range(WORKERS)]  # noqa: S603
+            while len(list(home.glob("ready-*"))) < WORKERS:
+                if any(c.poll() is not None for c in children):
+                    raise RuntimeError("a worker died while warming up")
+                time.sleep(0.005)
+            (home / "go").touch()
+            started = time.perf_counter_ns()
+            for _ in range(runs):
+                node.plane.start(workflow, credential=node.credential, tenant_id=TENANT, task="")
+            for child in children:
+                if child.wait() != 0:
+                    raise RuntimeError(f"a worker exited {child.returncode}")
+            values.append(runs * steps / ((time.perf_counter_ns() - started) / 1e9))
+        node.close()
+        return Measured(
+            values=values,
+            extra=extra(
+                workers=f"{WORKERS} worker processes, one run at a time each, one store",
+            ),
+        )
+
+
+def adapter(variant: str) -> WorkersAdapter:
+    """Charter with worker processes; SQLite only."""
+    if variant != "sqlite":
+        raise ValueError(f"no Charter store {variant!r} yet")
+    return WorkersAdapter()
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
