@@ -27,10 +27,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench._report import REPORT, ROOT, machine, write_section
+from bench._sampled import sampled
+from bench.peers._charter import agent, open_node, run_inline, steps_workflow
 from bench.peers._common import decide, versions
 
 if TYPE_CHECKING:
@@ -188,6 +191,8 @@ class Results:
     effects: dict[str, Outcome]
     cedar_us: list[float]
     skipped: dict[str, str]
+    profile: list[str] = field(default_factory=list)
+    """A sampling profile of Charter's sequential step, to say where its time goes."""
 
 
 def measure(sizes: Sizes, systems: list[str], scratch: Path) -> Results:
@@ -232,7 +237,22 @@ def measure(sizes: Sizes, systems: list[str], scratch: Path) -> Results:
             home = scratch / f"effects-{system}"
             died = peer(system, "effects-prepare", home, [], dies=True)
             effects[system] = died if died.error else peer(system, "effects-recover", home, [])
-    return Results(sizes, table, resume, effects, cedar_us, skipped)
+    progress("profiling Charter's step")
+    profile = profile_step(scratch / "profile", sizes.sequential_steps)
+    return Results(sizes, table, resume, effects, cedar_us, skipped, profile)
+
+
+def profile_step(home: Path, steps: int) -> list[str]:
+    """pyinstrument over one run of `steps` governed steps, after a warm-up, in this process."""
+    home.mkdir(parents=True)
+    node = open_node(home)
+    workflow = steps_workflow(agent(home), steps)
+    run_inline(node, steps_workflow(workflow.agent, 100))
+    title = f"Charter, one run of {steps:,} governed steps"
+    try:
+        return sampled(partial(run_inline, node, workflow), title, divisor=steps)
+    finally:
+        node.close()
 
 
 def decision_us(calls: int) -> float:
@@ -460,6 +480,8 @@ def report(r: Results) -> list[str]:
     if r.skipped:
         lines += ["", "Not measured in this run:", ""]
         lines += [f"- {LABELS[s]}: {why}" for s, why in r.skipped.items()]
+    if r.profile:
+        lines += ["", "### Where Charter's step goes", "", *r.profile]
     lines += ["", "### How each system was configured", ""]
     for system, label in LABELS.items():
         config = next(

@@ -205,7 +205,6 @@ class TestTampering:
         assert not report.ok
         assert "summary row" in (report.problem or "")
 
-
     def test_deleted_run_row_is_reported_by_verify_all(self, store, tamper):
         """A run whose head row is deleted (events left behind) is reported, not skipped."""
         tamper.execute("PRAGMA foreign_keys=OFF")
