@@ -75,7 +75,10 @@ def open_node(home: Path) -> Node:
 
 def agent(home: Path, body: Callable[[ItemIn, ToolContext], None] | None = None) -> Agent:
     """The bench agent, its `record` tool running `body` before it answers."""
-    write_agent(home / "agent")
+    # Written once per home: worker processes load it while others start, and a rewrite
+    # under a reader's feet would hand it half a contract.
+    if not (home / "agent" / "contract.yaml").exists():
+        write_agent(home / "agent")
 
     def run(args: ItemIn, ctx: ToolContext) -> Done:
         if body is not None:

@@ -18,10 +18,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench._report import ROOT
 from bench.peers._charter import (
     CharterAdapter,
+    Node,
     agent,
     extra,
     open_node,
@@ -30,6 +32,9 @@ from bench.peers._charter import (
 )
 from bench.peers._common import TENANT, Measured
 from charter.engine import Worker
+
+if TYPE_CHECKING:
+    from charter.engine import Workflow
 
 WORKERS = 2
 WARMUP_STEPS = 100
@@ -74,20 +79,20 @@ class WorkersAdapter(CharterAdapter):
             target = completed(home) + WORKERS + runs
             command = [sys.executable, "-m", "bench.peers._charter_workers", str(home)]
             command += [str(target), str(steps)]
-            # This interpreter and this module with arguments built here.
-            children = [subprocess.Popen(command, cwd=ROOT) for _ in range(WORKERS)]  # noqa: S603
-            while len(list(home.glob("ready-*"))) < WORKERS:
-                if any(c.poll() is not None for c in children):
-                    raise RuntimeError("a worker died while warming up")
-                time.sleep(0.005)
-            (home / "go").touch()
-            started = time.perf_counter_ns()
-            for _ in range(runs):
-                node.plane.start(workflow, credential=node.credential, tenant_id=TENANT, task="")
-            for child in children:
-                if child.wait() != 0:
-                    raise RuntimeError(f"a worker exited {child.returncode}")
-            values.append(runs * steps / ((time.perf_counter_ns() - started) / 1e9))
+            logs = [home / f"worker-{n}.log" for n in range(WORKERS)]
+            # This interpreter and this module with arguments built here; each worker's output
+            # goes to a file, so a worker that dies says why in the error below.
+            children = [
+                subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)  # noqa: S603
+                for log in logs
+            ]
+            try:
+                elapsed_ns = self._run_batch(home, node, workflow, runs, (children, logs))
+            finally:
+                for child in children:
+                    child.kill()
+                    child.wait()
+            values.append(runs * steps / (elapsed_ns / 1e9))
         node.close()
         return Measured(
             values=values,
@@ -95,6 +100,34 @@ class WorkersAdapter(CharterAdapter):
                 workers=f"{WORKERS} worker processes, one run at a time each, one store",
             ),
         )
+
+    @staticmethod
+    def _run_batch(
+        home: Path,
+        node: Node,
+        workflow: Workflow,
+        runs: int,
+        workers: tuple[list[subprocess.Popen[bytes]], list[Path]],
+    ) -> int:
+        """Wait for the workers' warm-up, start the runs, wait for the workers; ns taken."""
+        children, logs = workers
+
+        def died(when: str) -> RuntimeError:
+            tails = [log.read_text(errors="replace").strip()[-400:] for log in logs]
+            return RuntimeError(f"a worker died {when}: {' | '.join(t for t in tails if t)}")
+
+        while len(list(home.glob("ready-*"))) < WORKERS:
+            if any(c.poll() is not None for c in children):
+                raise died("while warming up")
+            time.sleep(0.005)
+        (home / "go").touch()
+        started = time.perf_counter_ns()
+        for _ in range(runs):
+            node.plane.start(workflow, credential=node.credential, tenant_id=TENANT, task="")
+        for child in children:
+            if child.wait() != 0:
+                raise died(f"with exit code {child.returncode}")
+        return time.perf_counter_ns() - started
 
 
 def adapter(variant: str) -> WorkersAdapter:
