@@ -13,6 +13,7 @@ from charter._identity import create_agent_identity
 from charter.exceptions import ConfigError, NotFoundError, SchemaVersionError, StoreError
 from charter.gate import hash_token
 from charter.store import IdentityRecord, KillSwitch, SqliteStore, open_store
+from charter.store._migrations import MIGRATIONS
 
 KEY = b"k" * 32
 
@@ -278,6 +279,44 @@ class TestSchemaVersion:
             first.start_run("run_1", started_event())
         with closing(SqliteStore(path, seal_key=KEY, verify_only=True)) as again:
             assert again.get_run("run_1").event_count == 1
+
+    def test_events_moved_to_a_rowid_table_keep_their_chains(self, tmp_path):
+        """Migration 4 rebuilds the events table: a version-3 file's runs still verify, and
+        the table stays append-only and one event per (run, seq)."""
+        current = tmp_path / "current.db"
+        with closing(SqliteStore(current, seal_key=KEY)) as source:
+            source.start_run("run_1", started_event())
+            finished = RunFinished(
+                status="completed",
+                outcome="resolved",
+                reason="done",
+                cost_usd=0.0,
+                prompt_tokens=0,
+                completion_tokens=0,
+            )
+            source.append("run_1", [finished])
+        old = tmp_path / "old.db"
+        with closing(sqlite3.connect(old, isolation_level=None)) as db:
+            db.execute("CREATE TABLE schema_version (version INTEGER)")
+            for version, statements in enumerate(MIGRATIONS[:3], start=1):
+                for statement in statements:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            db.execute("ATTACH DATABASE ? AS src", (str(current),))
+            for table in ("runs", "events", "payloads"):
+                db.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
+            db.execute("DETACH DATABASE src")
+        with closing(SqliteStore(old, seal_key=KEY)) as upgraded:
+            assert [(r.run_id, r.ok, r.events_checked) for r in upgraded.verify()] == [
+                ("run_1", True, 2)
+            ]
+            assert [e.kind for e in upgraded.events("run_1")] == ["run.started", "run.finished"]
+        with closing(sqlite3.connect(old, isolation_level=None)) as db:
+            assert db.execute("SELECT max(version) FROM schema_version").fetchone() == (4,)
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                db.execute("UPDATE events SET kind = 'x'")
+            with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+                db.execute("INSERT INTO events SELECT * FROM events LIMIT 1")
 
     def test_verify_only_refuses_an_unmigrated_file(self, tmp_path):
         """verify_only on a fresh file refuses to migrate it."""

@@ -123,4 +123,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3: the step of each event as a column, so a resume can place events without parsing them.
     ("ALTER TABLE events ADD COLUMN step INTEGER",),
+    # 4: events as a rowid table with a unique (run, seq) index. In a WITHOUT ROWID table a
+    # row over about 1 KB spills into a 4 KB overflow page, and a step's `gate.decided` is
+    # larger than that: a step's commit wrote 11 pages to the WAL, 7 of them events. Rows
+    # appended in rowid order share their page; a commit now writes 8 or 9.
+    (
+        """CREATE TABLE events_v4 (
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            seq INTEGER NOT NULL,
+            ts TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            step INTEGER
+        )""",
+        """INSERT INTO events_v4 (run_id, seq, ts, kind, payload, prev_hash, hash, step)
+           SELECT run_id, seq, ts, kind, payload, prev_hash, hash, step FROM events
+           ORDER BY run_id, seq""",
+        "DROP TABLE events",
+        "ALTER TABLE events_v4 RENAME TO events",
+        "CREATE UNIQUE INDEX events_by_run ON events (run_id, seq)",
+        """CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+           BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+           BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+    ),
 )
