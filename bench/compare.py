@@ -352,7 +352,7 @@ def workload_table(w: Workload, outcomes: dict[str, Outcome], sizes: Sizes) -> l
             continue
         digits = 1 if w.unit == "µs/step" else 0
         ratio = ""
-        if system != CHARTER and charter.values:
+        if not system.startswith("charter") and charter.values:
             ratio = ratio_text(pair_ratios(charter.values, outcome.values, w.unit))
         shown = spread(outcome.values, digits)
         lines.append(f"| {row_label(system, w, sizes)} | {shown} | {ratio} |")
