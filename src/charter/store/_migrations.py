@@ -125,8 +125,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE events ADD COLUMN step INTEGER",),
     # 4: events as a rowid table with a unique (run, seq) index. In a WITHOUT ROWID table a
     # row over about 1 KB spills into a 4 KB overflow page, and a step's `gate.decided` is
-    # larger than that: a step's commit wrote 11 pages to the WAL, 7 of them events. Rows
-    # appended in rowid order share their page; a commit now writes 8 or 9.
+    # larger than that: a step's commit wrote 11 pages to the WAL, 7 of them events, and a
+    # store of 10,000 waiting runs took 85 MB. Rows appended in rowid order share their page:
+    # 8 or 9 pages a commit, 59 MB.
     (
         """CREATE TABLE events_v4 (
             run_id TEXT NOT NULL REFERENCES runs (run_id),
