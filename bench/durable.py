@@ -139,8 +139,9 @@ def write_agent(folder: Path) -> None:
     (folder / "contract.yaml").write_text(yaml.safe_dump(CONTRACT), encoding="utf-8")
 
 
-def load_agent(folder: Path) -> Agent:
-    """`record` (write) and `launch` (irreversible, always held for the `ops` tier)."""
+def load_agent(folder: Path, run: Callable[[ItemIn, ToolContext], Receipt] = receipt) -> Agent:
+    """`record` (write) and `launch` (irreversible, always held for the `ops` tier), both
+    answering with `run`."""
     tools = [
         Tool(
             name=name,
@@ -148,7 +149,7 @@ def load_agent(folder: Path) -> Agent:
             input_model=ItemIn,
             output_model=Receipt,
             effect=effect,
-            run=receipt,
+            run=run,
             facts=item_facts,
             idempotent=True,
         )

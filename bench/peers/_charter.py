@@ -22,14 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
-from bench.durable import CONTRACT, ItemIn, item_facts, write_agent
+from bench.durable import CONTRACT, ItemIn, Receipt, load_agent, write_agent
 from bench.peers._common import TENANT, EffectSink, Measured, first_attempt, kill_here, versions
-from charter import Agent, ControlPlane, Effect, Tool
+from charter import Agent, ControlPlane
 from charter._identity import create_agent_identity
 from charter.engine import Worker, Workflow
-from charter.models import ScriptedModel
 from charter.store import SqliteStore
 
 if TYPE_CHECKING:
@@ -40,10 +37,6 @@ if TYPE_CHECKING:
     from charter.engine import Context
 
 WARMUP_STEPS = 100
-
-
-class Done(BaseModel):
-    item: str
 
 
 @dataclass
@@ -80,26 +73,12 @@ def agent(home: Path, body: Callable[[ItemIn, ToolContext], None] | None = None)
     if not (home / "agent" / "contract.yaml").exists():
         write_agent(home / "agent")
 
-    def run(args: ItemIn, ctx: ToolContext) -> Done:
+    def run(args: ItemIn, ctx: ToolContext) -> Receipt:
         if body is not None:
             body(args, ctx)
-        return Done(item=args.item)
+        return Receipt(item=args.item)
 
-    # The contract also grants `launch` (bench/durable.py's approval case); it is never called.
-    tools = [
-        Tool(
-            name=name,
-            description=f"bench tool {name}",
-            input_model=ItemIn,
-            output_model=Done,
-            effect=effect,
-            run=run,
-            facts=item_facts,
-            idempotent=True,
-        )
-        for name, effect in (("record", Effect.WRITE), ("launch", Effect.IRREVERSIBLE))
-    ]
-    return Agent.load(home / "agent" / "contract.yaml", tools=tools, model=ScriptedModel([]))
+    return load_agent(home / "agent", run)
 
 
 def steps_workflow(agent_: Agent, steps: int) -> Workflow:
