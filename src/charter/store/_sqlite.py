@@ -348,16 +348,17 @@ class SqliteStore(Store):
                 params,
             )
             found: dict[str, ChainReport] = {}
+            key = self.seal_key
             by_run = {head["run_id"]: head for head in heads}
             for rid, group in itertools.groupby(stream, key=operator.itemgetter(0)):
                 head = by_run.get(rid)
                 if head is None:
                     found[rid] = _orphaned(rid)
                     continue
-                found[rid] = _verify_head(head, (ChainRow._make(r[1:]) for r in group), self)
+                found[rid] = _verify_head(head, (ChainRow._make(r[1:]) for r in group), key)
             # Runs with no events at all never came up in the pass; they are checked empty.
             reports = [
-                found.pop(rid) if rid in found else _verify_head(head, iter(()), self)
+                found.pop(rid) if rid in found else _verify_head(head, iter(()), key)
                 for rid, head in by_run.items()
             ]
         return reports + list(found.values())
@@ -743,7 +744,7 @@ def _identity_from_row(row: sqlite3.Row) -> IdentityRecord:
     )
 
 
-def _verify_head(head: sqlite3.Row, rows: Iterator[ChainRow], store: SqliteStore) -> ChainReport:
+def _verify_head(head: sqlite3.Row, rows: Iterator[ChainRow], key: bytes) -> ChainReport:
     return verify_chain(
         run_id=head["run_id"],
         rows=rows,
@@ -751,7 +752,7 @@ def _verify_head(head: sqlite3.Row, rows: Iterator[ChainRow], store: SqliteStore
         head_hash=head["head_hash"],
         head_mac=head["head_mac"],
         summary=_record_from_row(head).sealed_summary(),
-        key=store.seal_key,
+        key=key,
     )
 
 
