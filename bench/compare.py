@@ -204,7 +204,8 @@ def temporal_server(home: Path, *, wanted: bool) -> Iterator[str | None]:
         return
     from bench.peers._temporal import start_dev_server  # noqa: PLC0415 - needs temporalio
 
-    server = start_dev_server(home)
+    # Tied to this process: a driver that crashes or is killed takes its server with it.
+    server = start_dev_server(home, die_with_parent=True)
     os.environ["CHARTER_BENCH_TEMPORAL"] = server.address
     try:
         yield server.address
