@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench._report import REPORT, ROOT, machine, write_section
 from bench._sampled import sampled
-from bench.peers._charter import agent, open_node, run_inline, steps_workflow
+from bench.peers._charter import open_warm, run_inline
 from bench.peers._common import decide, versions
 
 if TYPE_CHECKING:
@@ -190,7 +190,10 @@ def available(systems: list[str]) -> dict[str, str]:
         try:
             import psycopg  # noqa: PLC0415 - a peer's dependency, present only in .venv-bench
 
-            psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3)
+            with psycopg.connect(
+                "postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3
+            ):
+                pass
         except Exception as exc:  # noqa: BLE001 - any failure means the row is skipped, with why
             missing["dbos-postgres"] = f"PostgreSQL at 127.0.0.1:5432 did not answer: {exc}"
     return missing
@@ -280,9 +283,7 @@ def measure(sizes: Sizes, systems: list[str], scratch: Path) -> Results:
 def profile_step(home: Path, steps: int) -> list[str]:
     """pyinstrument over one run of `steps` governed steps, after a warm-up, in this process."""
     home.mkdir(parents=True)
-    node = open_node(home)
-    workflow = steps_workflow(agent(home), steps)
-    run_inline(node, steps_workflow(workflow.agent, 100))
+    node, workflow = open_warm(home, steps)
     title = f"Charter, one run of {steps:,} governed steps"
     try:
         return sampled(partial(run_inline, node, workflow), title, divisor=steps)

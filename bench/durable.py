@@ -49,6 +49,7 @@ from bench._report import (
     profile_section,
     write_section,
 )
+from bench.peers._common import POLICIES, SCHEMA
 from charter import Agent, Allowed, ControlPlane, Effect, Facts, RunResult, Tool
 from charter._identity import create_agent_identity
 from charter.engine import History, Worker, Workflow
@@ -98,22 +99,6 @@ CONTRACT: dict[str, Any] = {
         "launch": {"effect": "irreversible", "approval": "ops"},
     },
 }
-SCHEMA = (
-    "entity Agent = { agent: String, workflow: String, tenant: String, environment: String };\n"
-    "entity Item = { tenant: String };\n"
-    "type Context = { approvals_granted: Long, hour_utc: Long, weekday: Long, "
-    "amount_minor?: Long };\n"
-    "action record appliesTo { principal: Agent, resource: Item, context: Context };\n"
-    "action launch appliesTo { principal: Agent, resource: Item, context: Context };\n"
-)
-POLICIES = """\
-@id("tenant-isolation")
-forbid (principal, action, resource)
-unless { principal.tenant == resource.tenant };
-
-@id("allow-tools")
-permit (principal, action in [Action::"record", Action::"launch"], resource);
-"""
 
 
 class ItemIn(BaseModel):

@@ -100,6 +100,14 @@ def run_inline(node: Node, workflow: Workflow) -> None:
         raise RuntimeError(f"{run_id} ended {result.status}: {result.reason}")
 
 
+def open_warm(home: Path, steps: int) -> tuple[Node, Workflow]:
+    """The node and a `steps`-step workflow, after one untimed warm-up run of the agent."""
+    node = open_node(home)
+    workflow = steps_workflow(agent(home), steps)
+    run_inline(node, steps_workflow(workflow.agent, WARMUP_STEPS))
+    return node, workflow
+
+
 def extra(**more: object) -> dict[str, object]:
     return {
         "versions": versions("cedarpy", "pydantic"),
@@ -115,11 +123,8 @@ class CharterAdapter:
 
     def sequential(self, home: Path, *, steps: int, policy: bool, repetitions: int) -> Measured:
         del policy  # Charter decides on every step either way
-        node = open_node(home)
-        a = agent(home)
-        run_inline(node, steps_workflow(a, WARMUP_STEPS))
+        node, workflow = open_warm(home, steps)
         values: list[float] = []
-        workflow = steps_workflow(a, steps)
         for _ in range(repetitions):
             started = time.perf_counter_ns()
             run_inline(node, workflow)
@@ -131,9 +136,7 @@ class CharterAdapter:
         self, home: Path, *, runs: int, steps: int, policy: bool, repetitions: int
     ) -> Measured:
         del policy
-        node = open_node(home)
-        workflow = steps_workflow(agent(home), steps)
-        run_inline(node, steps_workflow(workflow.agent, WARMUP_STEPS))
+        node, workflow = open_warm(home, steps)
         values: list[float] = []
         with ThreadPoolExecutor(max_workers=runs) as pool:
             for _ in range(repetitions):

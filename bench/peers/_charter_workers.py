@@ -21,15 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench._report import ROOT
-from bench.peers._charter import (
-    CharterAdapter,
-    Node,
-    agent,
-    extra,
-    open_node,
-    run_inline,
-    steps_workflow,
-)
+from bench.peers._charter import CharterAdapter, Node, extra, open_warm
 from bench.peers._common import TENANT, Measured
 from charter.engine import Worker
 
@@ -37,7 +29,6 @@ if TYPE_CHECKING:
     from charter.engine import Workflow
 
 WORKERS = 2
-WARMUP_STEPS = 100
 
 
 def completed(home: Path) -> int:
@@ -48,9 +39,7 @@ def completed(home: Path) -> int:
 
 def serve(home: Path, target: int, steps: int) -> None:
     """One worker: warm up, say so, wait for the go, then work until `target` runs completed."""
-    node = open_node(home)
-    workflow = steps_workflow(agent(home), steps)
-    run_inline(node, steps_workflow(workflow.agent, WARMUP_STEPS))
+    node, workflow = open_warm(home, steps)
     (home / f"ready-{os.getpid()}").touch()
     while not (home / "go").exists():
         time.sleep(0.001)
@@ -68,9 +57,7 @@ class WorkersAdapter(CharterAdapter):
         self, home: Path, *, runs: int, steps: int, policy: bool, repetitions: int
     ) -> Measured:
         del policy
-        node = open_node(home)
-        workflow = steps_workflow(agent(home), steps)
-        run_inline(node, steps_workflow(workflow.agent, WARMUP_STEPS))
+        node, workflow = open_warm(home, steps)
         values: list[float] = []
         for _ in range(repetitions):
             for marker in [*home.glob("ready-*"), home / "go"]:

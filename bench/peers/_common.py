@@ -44,6 +44,7 @@ SCHEMA = (
     "type Context = { approvals_granted: Long, hour_utc: Long, weekday: Long, "
     "amount_minor?: Long };\n"
     "action record appliesTo { principal: Agent, resource: Item, context: Context };\n"
+    "action launch appliesTo { principal: Agent, resource: Item, context: Context };\n"
 )
 POLICIES = """\
 @id("tenant-isolation")
@@ -51,9 +52,10 @@ forbid (principal, action, resource)
 unless { principal.tenant == resource.tenant };
 
 @id("allow-tools")
-permit (principal, action in [Action::"record"], resource);
+permit (principal, action in [Action::"record", Action::"launch"], resource);
 """
-"""The policies Charter's own bench agent runs (bench/durable.py), for the peers' steps."""
+"""The bench agent's policies (bench/durable.py loads them too): the peers' steps decide with
+exactly what Charter's gate decides with."""
 
 _POLICY_SET = cedarpy.PolicySet.from_str(POLICIES)
 _SCHEMA = cedarpy.Schema.from_str(SCHEMA)
