@@ -1,9 +1,16 @@
-"""Shared fixtures: a real SQLite store, a clean environment, a contract on disk, counted tools."""
+"""Shared fixtures: a real store on each backend, a clean environment, a contract on disk,
+counted tools.
+
+Every test that takes `store` (or `plane`, `cred`, ...) runs twice, on SQLite and on
+PostgreSQL (its own schema); `@pytest.mark.backends("sqlite")` keeps a test to the backends
+it names, for the few that open the SQLite file itself.
+"""
 
 from __future__ import annotations
 
 import copy
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +25,8 @@ from charter import ControlPlane, Effect, Facts, Tool
 from charter._identity import IssuedCredential, create_agent_identity
 from charter.exceptions import PermanentToolError, RetryableToolError
 from charter.gate import Executor
-from charter.store import SqliteStore
+from charter.store import SqliteStore, SqlStore, open_store
+from pg import drop_schema, new_schema
 
 if TYPE_CHECKING:
     from charter import ToolContext
@@ -92,9 +100,85 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): run a store test on these backends only (default: all)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        metafunc.parametrize("backend", marker.args if marker else BACKENDS)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "charter.db", seal_key=SEAL_KEY)
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database of this backend: a SQLite file, or a PostgreSQL schema."""
+    if backend == "sqlite":
+        yield f"sqlite://{tmp_path / 'charter.db'}"
+        return
+    schema, url = new_schema()
+    yield url
+    drop_schema(schema)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    db = open_store(database_url, seal_key=SEAL_KEY)
+    yield db
+    db.close()
+
+
+class RawDb:
+    """A second connection to the store's database, outside Charter: what a tamperer holds.
+
+    Statements use `?` placeholders on both backends.
+    """
+
+    def __init__(self, store: SqlStore) -> None:
+        self.backend = "sqlite" if isinstance(store, SqliteStore) else "postgres"
+        self.conn: Any
+        if isinstance(store, SqliteStore):
+            self.conn = sqlite3.connect(store.path, isolation_level=None)
+            self.errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+        else:
+            import psycopg  # noqa: PLC0415
+
+            self.conn = psycopg.connect(getattr(store, "url"), autocommit=True)  # noqa: B009
+            self.errors = (psycopg.Error,)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        if self.backend == "postgres":
+            return self.conn.execute(sql.replace("?", "%s"), params or None)
+        return self.conn.execute(sql, params)
+
+    def drop_append_only(self) -> None:
+        """Drop the triggers that keep events append-only, as a tamperer with write access would."""
+        if self.backend == "postgres":
+            self.execute("DROP TRIGGER events_append_only ON events")
+        else:
+            self.execute("DROP TRIGGER events_append_only_update")
+            self.execute("DROP TRIGGER events_append_only_delete")
+
+    def without_foreign_keys(self) -> None:
+        """Stop enforcing foreign keys on this connection."""
+        if self.backend == "postgres":
+            self.execute("SET session_replication_role = replica")
+        else:
+            self.execute("PRAGMA foreign_keys=OFF")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def raw_db(store: SqlStore) -> Iterator[RawDb]:
+    """A connection to `store`'s database that bypasses Charter."""
+    db = RawDb(store)
     yield db
     db.close()
 
@@ -119,7 +203,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def plane(store: SqliteStore, clock: Clock) -> Iterator[ControlPlane]:
+def plane(store: SqlStore, clock: Clock) -> Iterator[ControlPlane]:
     """A control plane on `store` whose retries do not sleep and whose clock the test moves."""
     control = ControlPlane(store, clock=clock, executor=Executor(sleep=lambda s: None))
     yield control
@@ -127,7 +211,7 @@ def plane(store: SqliteStore, clock: Clock) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture
-def cred(store: SqliteStore) -> IssuedCredential:
+def cred(store: SqlStore) -> IssuedCredential:
     """acme's credential for the test agent of `CONTRACT`."""
     return create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
 

@@ -6,8 +6,6 @@ as a real one with write access to the file would.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,18 +17,18 @@ from charter._events import (
     RunFinished,
     ToolProposed,
 )
-from charter.store import SqliteStore, event_hash
+from charter.exceptions import ConfigError
+from charter.store import SqlStore, event_hash, open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from charter.store import ChainReport
+    from conftest import RawDb
 
 RUN = "run_chain"
 
 
 @pytest.fixture
-def run(store: SqliteStore) -> str:
+def run(store: SqlStore) -> str:
     """A run of five events: started, model, proposed, check, finished."""
     store.start_run(RUN, started_event())
     store.append(
@@ -83,20 +81,18 @@ def run(store: SqliteStore) -> str:
 
 
 @pytest.fixture
-def tamper(store: SqliteStore, run: str) -> Iterator[sqlite3.Connection]:
-    """A second connection to the file, with the append-only triggers dropped."""
-    with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
-        db.execute("DROP TRIGGER events_append_only_update")
-        db.execute("DROP TRIGGER events_append_only_delete")
-        yield db
+def tamper(raw_db: RawDb, run: str) -> RawDb:
+    """A second connection to the database, with the append-only triggers dropped."""
+    raw_db.drop_append_only()
+    return raw_db
 
 
-def _report(store: SqliteStore, run_id: str = RUN) -> ChainReport:
+def _report(store: SqlStore, run_id: str = RUN) -> ChainReport:
     (report,) = store.verify(run_id)
     return report
 
 
-def _hash_of(db: sqlite3.Connection, seq: int) -> str:
+def _hash_of(db: RawDb, seq: int) -> str:
     return db.execute(
         "SELECT hash FROM events WHERE run_id = ? AND seq = ?", (RUN, seq)
     ).fetchone()[0]
@@ -113,10 +109,17 @@ class TestCleanChain:
         store.start_run("run_other", started_event())
         assert [(r.run_id, r.ok) for r in store.verify()] == [(RUN, True), ("run_other", True)]
 
-    def test_other_seal_key_fails(self, store, run):
-        """A store opened with a different seal key does not accept the head."""
-        with closing(SqliteStore(store.path, seal_key=b"x" * 32)) as other:
-            (report,) = other.verify(RUN)
+    def test_a_node_with_another_seal_key_is_refused(self, store, database_url, run):
+        """A node holding another seal key cannot open the store: it could not verify its
+        runs, and the runs it sealed could not be verified by any other node."""
+        with pytest.raises(ConfigError, match="seal key"):
+            open_store(database_url, seal_key=b"x" * 32)
+        assert _report(store).ok
+
+    def test_a_forged_head_seal_fails(self, store, tamper):
+        """A head seal not made with the store's key does not verify."""
+        tamper.execute("UPDATE runs SET head_mac = ? WHERE run_id = ?", ("0" * 64, RUN))
+        report = _report(store)
         assert not report.ok
         assert "seal" in (report.problem or "")
 
@@ -207,7 +210,7 @@ class TestTampering:
 
     def test_deleted_run_row_is_reported_by_verify_all(self, store, tamper):
         """A run whose head row is deleted (events left behind) is reported, not skipped."""
-        tamper.execute("PRAGMA foreign_keys=OFF")
+        tamper.without_foreign_keys()
         tamper.execute("DELETE FROM runs WHERE run_id = ?", (RUN,))
         (report,) = store.verify()
         assert (report.run_id, report.ok, report.broken_at) == (RUN, False, 1)
@@ -228,27 +231,24 @@ class TestTampering:
 
 
 class TestAppendOnlyTriggers:
-    def test_update_is_refused(self, store, run):
+    def test_update_is_refused(self, store, run, raw_db):
         """With the triggers in place, UPDATE on events aborts."""
-        with (
-            closing(sqlite3.connect(store.path, isolation_level=None)) as db,
-            pytest.raises(sqlite3.IntegrityError, match="append-only"),
-        ):
-            db.execute("UPDATE events SET payload = '{}' WHERE run_id = ?", (RUN,))
+        with pytest.raises(raw_db.errors, match="append-only"):
+            raw_db.execute("UPDATE events SET payload = '{}' WHERE run_id = ?", (RUN,))
 
-    def test_delete_is_refused(self, store, run):
+    def test_delete_is_refused(self, store, run, raw_db):
         """With the triggers in place, DELETE on events aborts."""
-        with (
-            closing(sqlite3.connect(store.path, isolation_level=None)) as db,
-            pytest.raises(sqlite3.IntegrityError, match="append-only"),
-        ):
-            db.execute("DELETE FROM events WHERE run_id = ?", (RUN,))
+        with pytest.raises(raw_db.errors, match="append-only"):
+            raw_db.execute("DELETE FROM events WHERE run_id = ?", (RUN,))
 
-    def test_refused_edit_leaves_the_chain_intact(self, store, run):
+    @pytest.mark.backends("postgres")
+    def test_truncate_is_refused(self, store, run, raw_db):
+        """PostgreSQL's TRUNCATE skips row triggers; a statement trigger refuses it."""
+        with pytest.raises(raw_db.errors, match="append-only"):
+            raw_db.execute("TRUNCATE events")
+
+    def test_refused_edit_leaves_the_chain_intact(self, store, run, raw_db):
         """A refused UPDATE changes nothing: the run still verifies."""
-        with (
-            closing(sqlite3.connect(store.path, isolation_level=None)) as db,
-            pytest.raises(sqlite3.IntegrityError),
-        ):
-            db.execute("UPDATE events SET kind = 'x' WHERE run_id = ?", (RUN,))
+        with pytest.raises(raw_db.errors):
+            raw_db.execute("UPDATE events SET kind = 'x' WHERE run_id = ?", (RUN,))
         assert _report(store).ok

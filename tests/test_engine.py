@@ -344,7 +344,7 @@ class TestReplay:
 
 class TestRawPayloads:
     def test_raw_arguments_and_outputs_are_never_in_clear(
-        self, plane, cred, make_contract, toolset, store
+        self, plane, cred, make_contract, toolset, store, raw_db
     ):
         email = "maria.gonzalez@example.com"
         model = ScriptedModel(
@@ -357,13 +357,22 @@ class TestRawPayloads:
         decision = result.decisions[0]
         assert isinstance(decision, Allowed)
         assert decision.output == {"item": email}
-        raw_bytes = b"".join(path.read_bytes() for path in store_files(store))
-        assert email.encode() not in raw_bytes
+        assert email.encode() not in stored_bytes(store, raw_db)
 
 
-def store_files(store) -> list[Path]:
-    base = Path(store.path)
-    return [p for p in (base, base.with_name(base.name + "-wal")) if p.exists()]
+def stored_bytes(store, raw_db) -> bytes:
+    """Everything the store wrote: the SQLite file and its WAL, or every PostgreSQL row."""
+    if raw_db.backend == "sqlite":
+        base = Path(store.path)
+        files = [p for p in (base, base.with_name(base.name + "-wal")) if p.exists()]
+        return b"".join(path.read_bytes() for path in files)
+    tables = raw_db.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    ).fetchall()
+    values = [
+        v for (table,) in tables for row in raw_db.execute(f"SELECT * FROM {table}") for v in row
+    ]
+    return b"".join(v if isinstance(v, bytes) else str(v).encode() for v in values)
 
 
 class TestAutonomyInTheLog:
@@ -408,6 +417,7 @@ class TestFailedStepsReplay:
 
 
 class TestLogsWithoutTheStepColumn:
+    @pytest.mark.backends("sqlite")  # PostgreSQL logs have had the column from the start
     def test_resume_reads_events_written_before_the_step_column(
         self, plane, cred, agent, toolset, clock
     ):

@@ -13,7 +13,7 @@ from charter._identity import create_agent_identity
 from charter.exceptions import ConfigError, NotFoundError, SchemaVersionError, StoreError
 from charter.gate import hash_token
 from charter.store import IdentityRecord, KillSwitch, SqliteStore, open_store
-from charter.store._migrations import MIGRATIONS
+from charter.store._migrations import SQLITE_MIGRATIONS as MIGRATIONS
 
 KEY = b"k" * 32
 
@@ -312,7 +312,8 @@ class TestSchemaVersion:
             ]
             assert [e.kind for e in upgraded.events("run_1")] == ["run.started", "run.finished"]
         with closing(sqlite3.connect(old, isolation_level=None)) as db:
-            assert db.execute("SELECT max(version) FROM schema_version").fetchone() == (4,)
+            latest = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            assert latest == (len(MIGRATIONS),)
             with pytest.raises(sqlite3.DatabaseError, match="append-only"):
                 db.execute("UPDATE events SET kind = 'x'")
             with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
@@ -345,11 +346,14 @@ class TestOpenStore:
         with closing(open_store("sqlite://:memory:", seal_key=KEY)) as opened:
             assert opened.path == ":memory:"  # type: ignore[attr-defined]
 
-    @pytest.mark.parametrize("url", ["postgresql://db/charter", "postgres://db/charter"])
-    def test_postgres_is_a_config_error(self, url):
-        """PostgreSQL URLs raise ConfigError in this version."""
-        with pytest.raises(ConfigError, match="PostgreSQL"):
+    @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+    def test_unreachable_postgres_is_a_store_error_without_the_password(self, scheme):
+        """A PostgreSQL URL nobody answers at fails with a hint, and never shows the password."""
+        url = f"{scheme}://charter:s3cret-pw@127.0.0.1:1/charter?connect_timeout=2"
+        with pytest.raises(StoreError, match="cannot connect") as raised:
             open_store(url, seal_key=KEY)
+        assert "s3cret-pw" not in str(raised.value)
+        assert "127.0.0.1:1/charter" in raised.value.message
 
     def test_unknown_scheme_is_a_config_error(self):
         """An unknown scheme raises ConfigError naming it."""

@@ -169,7 +169,9 @@ class Worker:
                     continue
                 if until_idle:
                     break
-                stop.wait(self.poll_s)
+                # Woken at once when another process makes a run runnable (where the store
+                # carries notifications); timers and missed notices wait for the next poll.
+                self.plane.store.wait_for_work(self.poll_s)
         finally:
             stop.set()
             heartbeat.join()

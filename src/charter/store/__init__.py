@@ -1,6 +1,7 @@
 """Where Charter keeps runs, their hash-chained events, identities and kill switches.
 
-`open_store(url)` picks the backend by URL scheme; the default is one local SQLite file.
+`open_store(url)` picks the backend by URL scheme: one local SQLite file by default, or one
+PostgreSQL database shared by many nodes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from charter.store._base import (
     StoredEvent,
 )
 from charter.store._chain import GENESIS, ChainReport, event_hash
+from charter.store._sql import SchemaState, SqlStore
 from charter.store._sqlite import SqliteStore
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "IdentityRecord",
     "KillSwitch",
     "RunRecord",
+    "SchemaState",
+    "SqlStore",
     "SqliteStore",
     "Store",
     "StoredEvent",
@@ -34,26 +38,32 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, seal_key: bytes) -> Store:
-    """Open the store a database URL names.
+def open_store(url: str, *, seal_key: bytes, upgrade: bool = True) -> SqlStore:
+    """Open the store a database URL names, upgrading its schema unless `upgrade` is off.
 
-    `sqlite:///path/to/file.db`, a bare path, or `sqlite://:memory:`.
+    `sqlite:///path/to/file.db`, a bare path, `sqlite://:memory:`, or
+    `postgresql://user@host:port/dbname` (the `postgres` extra: `pip install 'charter[postgres]'`).
 
     Raises:
-        ConfigError: The scheme is not supported by this version.
+        ConfigError: The scheme is unknown, or the PostgreSQL driver is not installed.
+        SchemaVersionError: The database is newer than this Charter.
     """
     if url.startswith("sqlite://"):
         target = url.removeprefix("sqlite://")
         target = target.removeprefix("/") if target.startswith("/:memory:") else target
-        return SqliteStore(target or ":memory:", seal_key=seal_key)
+        return SqliteStore(target or ":memory:", seal_key=seal_key, upgrade=upgrade)
     if url.startswith(("postgres://", "postgresql://")):
-        raise ConfigError(
-            "the PostgreSQL store is not part of this version of Charter",
-            hint="use the SQLite default (unset CHARTER_DATABASE_URL)",
-        )
+        try:
+            from charter.store._postgres import PostgresStore  # noqa: PLC0415 - optional
+        except ImportError as exc:
+            raise ConfigError(
+                "the PostgreSQL store needs psycopg",
+                hint="pip install 'charter[postgres]'",
+            ) from exc
+        return PostgresStore(url, seal_key=seal_key, upgrade=upgrade)
     if "://" in url:
         raise ConfigError(
             f"unsupported database URL {url.split('://', maxsplit=1)[0]}://...",
-            hint="use sqlite:///path/to/charter.db",
+            hint="use sqlite:///path/to/charter.db or postgresql://user@host/dbname",
         )
-    return SqliteStore(Path(url), seal_key=seal_key)
+    return SqliteStore(Path(url), seal_key=seal_key, upgrade=upgrade)

@@ -495,6 +495,13 @@ class Store(ABC):
         """A counter bumped by every kill-switch and revocation change; cheap to poll."""
 
     @abstractmethod
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until a run may have become runnable, or `timeout` seconds pass.
+
+        True when woken by a change, False on timeout; either way the caller polls next.
+        """
+
+    @abstractmethod
     def cancellations(self) -> dict[str, str]:
         """Runs whose cancellation was requested while a worker held them, with the reason."""
 

@@ -1,10 +1,17 @@
-"""Schema migrations: append-only and numbered. Never edit one that has shipped; add the next."""
+"""Schema migrations, per backend: append-only and numbered.
+
+Never edit one that has shipped; add the next. Each store records the versions it applied in
+its `schema_version` table.
+
+The backends number their migrations apart: PostgreSQL arrived when SQLite was at version 5,
+and its version 1 is SQLite's version 5 in PostgreSQL's own types.
+"""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["POSTGRES_MIGRATIONS", "SQLITE_MIGRATIONS"]
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, the hash-chained event log, identities, kill switches, approvals.
     (
         """CREATE TABLE runs (
@@ -149,5 +156,125 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
         """CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+    ),
+    # 5: store settings; the first is a check value of the seal key, so a node holding another
+    # key is refused instead of sealing runs no other node can verify.
+    ("CREATE TABLE store_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+)
+
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the schema of SQLite's version 5.
+    (
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            principal_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_kind TEXT NOT NULL,
+            contract_version TEXT NOT NULL,
+            contract_hash TEXT NOT NULL,
+            policy_hash TEXT NOT NULL,
+            budget_usd DOUBLE PRECISION,
+            status TEXT NOT NULL,
+            outcome TEXT,
+            reason TEXT,
+            cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+            prompt_tokens BIGINT NOT NULL DEFAULT 0,
+            completion_tokens BIGINT NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            event_count BIGINT NOT NULL DEFAULT 0,
+            head_seq BIGINT NOT NULL,
+            head_hash TEXT NOT NULL,
+            head_mac TEXT NOT NULL,
+            initiator TEXT NOT NULL DEFAULT '',
+            runnable INTEGER NOT NULL DEFAULT 0,
+            wake_at TEXT,
+            lease_owner TEXT,
+            lease_expires DOUBLE PRECISION,
+            cancel_requested TEXT
+        )""",
+        "CREATE INDEX runs_by_start ON runs (started_at)",
+        "CREATE INDEX runs_runnable ON runs (workflow, wake_at) WHERE runnable = 1",
+        """CREATE TABLE events (
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            seq BIGINT NOT NULL,
+            ts TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            step INTEGER,
+            PRIMARY KEY (run_id, seq)
+        )""",
+        # Append-only at the database level, TRUNCATE included; the chain catches the rest.
+        """CREATE FUNCTION charter_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
+        """CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+           FOR EACH ROW EXECUTE FUNCTION charter_events_append_only()""",
+        """CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+           FOR EACH STATEMENT EXECUTE FUNCTION charter_events_append_only()""",
+        """CREATE TABLE payloads (
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            name TEXT NOT NULL,
+            data BYTEA NOT NULL,
+            PRIMARY KEY (run_id, name)
+        )""",
+        """CREATE TABLE identities (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('agent', 'human')),
+            name TEXT NOT NULL,
+            agent TEXT,
+            workflow TEXT,
+            tenant_id TEXT,
+            roles TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+        """CREATE UNIQUE INDEX one_active_agent_identity
+           ON identities (agent, workflow, tenant_id)
+           WHERE kind = 'agent' AND revoked_at IS NULL""",
+        """CREATE TABLE kill_switches (
+            key TEXT PRIMARY KEY,
+            agent TEXT,
+            workflow TEXT,
+            tenant_id TEXT,
+            tool TEXT,
+            reason TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE TABLE control_version (version BIGINT NOT NULL)",
+        "INSERT INTO control_version VALUES (0)",
+        """CREATE TABLE approvals (
+            request_id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            step INTEGER NOT NULL,
+            tool TEXT NOT NULL,
+            tier TEXT NOT NULL,
+            role TEXT NOT NULL,
+            approvers INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            requested_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            diff TEXT NOT NULL,
+            excluded TEXT NOT NULL DEFAULT '[]',
+            granted INTEGER NOT NULL DEFAULT 0,
+            decided_at TEXT
+        )""",
+        "CREATE INDEX approvals_by_status ON approvals (status, expires_at)",
+        """CREATE TABLE approval_votes (
+            request_id TEXT NOT NULL REFERENCES approvals (request_id),
+            approver_id TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (request_id, approver_id)
+        )""",
+        "CREATE TABLE store_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
 )

@@ -1,4 +1,4 @@
-"""The approvals table of the SQLite store, kept in step with the approval events of a run."""
+"""The approvals table, kept in step with the approval events of a run (every SQL backend)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from charter.exceptions import StateError
 from charter.store._base import ApprovalRecord
 
 if TYPE_CHECKING:
-    import sqlite3
+    from charter.store._db import Db, Row
 
 __all__ = ["approval_from_row", "project_approval", "wakes_at_once"]
 
 
-def wakes_at_once(db: sqlite3.Connection, row: sqlite3.Row, suspended: RunSuspended) -> bool:
+def wakes_at_once(db: Db, row: Row, suspended: RunSuspended) -> bool:
     """Whether a run suspending now must stay runnable: what it waits for already happened.
 
     A decision or a cancellation can land between the append that holds a step and the one
@@ -41,7 +41,7 @@ def wakes_at_once(db: sqlite3.Connection, row: sqlite3.Row, suspended: RunSuspen
     return decided is not None
 
 
-def project_approval(db: sqlite3.Connection, run_id: str, event: Event, ts: str) -> None:
+def project_approval(db: Db, run_id: str, event: Event, ts: str) -> None:
     """Keep the approvals table in step with the approval events appended in this transaction."""
     match event:
         case ApprovalRequested():
@@ -93,7 +93,8 @@ def project_approval(db: sqlite3.Connection, run_id: str, event: Event, ts: str)
             pass
 
 
-def approval_from_row(row: sqlite3.Row) -> ApprovalRecord:
+def approval_from_row(row: Row) -> ApprovalRecord:
+    """The record of one approvals row."""
     return ApprovalRecord(
         **{
             **dict(row),

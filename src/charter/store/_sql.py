@@ -1,0 +1,820 @@
+"""What every SQL backend shares: the queries, the append transaction, leases and approvals.
+
+A backend (`SqliteStore`, `PostgresStore`) supplies a connection and the few things its
+database does differently: how a write transaction begins, how rows are locked, how a claim
+skips rows another worker is claiming, and how other nodes hear of a change. Everything else,
+the chain above all, is written once here, so the two backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import operator
+import threading
+from abc import abstractmethod
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from charter._events import (
+    ApprovalDecided,
+    Event,
+    RunFinished,
+    RunStarted,
+    RunSuspended,
+)
+from charter._time import iso, utcnow
+from charter.exceptions import (
+    ApprovalRefused,
+    ConfigError,
+    LeaseLost,
+    NotFoundError,
+    SchemaVersionError,
+    StateError,
+    StoreError,
+)
+from charter.store._approvals import approval_from_row, project_approval, wakes_at_once
+from charter.store._base import (
+    ApprovalRecord,
+    IdentityRecord,
+    KillSwitch,
+    Lease,
+    RunRecord,
+    Store,
+    StoredEvent,
+    dump_payload,
+)
+from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
+from charter.store._lease import lease_is_dead
+from charter.store._votes import check_vote, request_status
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from contextlib import AbstractContextManager
+    from datetime import datetime
+    from typing import Literal
+
+    from charter.store._db import Db, Row
+
+__all__ = ["SchemaState", "SqlStore"]
+
+_RUN_COLUMNS = (
+    "run_id, agent, workflow, tenant_id, principal_id, model, model_kind, contract_version, "
+    "contract_hash, policy_hash, budget_usd, status, outcome, reason, cost_usd, prompt_tokens, "
+    "completion_tokens, started_at, updated_at, event_count, initiator, runnable, wake_at"
+)
+_SEAL_CHECK = b"charter: this database is sealed with this key"
+
+
+def _now() -> str:
+    return iso(utcnow())
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemaState:
+    """The schema version a store found when it opened, and the one it runs at now."""
+
+    found: int
+    current: int
+
+    @property
+    def upgraded(self) -> bool:
+        """Opening the store applied migrations."""
+        return self.current > self.found
+
+
+class SqlStore(Store):
+    """A `Store` on a SQL database; subclasses bind it to a driver.
+
+    One connection per store, guarded by a lock: a store is shared by the threads of one
+    process (the worker, its lease heartbeat, the gate's tool threads), and serialising them
+    here is cheaper than a connection each. Other processes and nodes are coordinated by the
+    database: write transactions, row locks and the run leases.
+    """
+
+    migrations: ClassVar[tuple[tuple[str, ...], ...]]
+    """This backend's schema migrations, in order; never edit one that has shipped."""
+    _FOR_UPDATE: ClassVar[str] = ""
+    """Appended to a SELECT of the row a transaction goes on to change, to lock it."""
+    _SKIP_LOCKED: ClassVar[str] = ""
+    """Appended to the claim's SELECT, so concurrent claimers pass each other's candidates."""
+    _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]]
+    """The driver's error for a duplicate key."""
+
+    name: str
+    """Where the store is, for messages (never with a password)."""
+    schema: SchemaState
+    """The schema version found at open, and the one now."""
+
+    def __init__(self, *, seal_key: bytes) -> None:
+        """Set up what every backend has; the subclass connects, then calls `_open`."""
+        self.seal_key = seal_key
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    # --- what a backend provides -----------------------------------------------------------
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Db]:
+        """A write transaction under the store's lock; commit on success, else roll back."""
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Db]:
+        """The connection under the store's lock, for single-statement reads."""
+
+    @abstractmethod
+    def _snapshot(self) -> AbstractContextManager[Db]:
+        """A read transaction: every statement in it sees the same committed state."""
+
+    @abstractmethod
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]:
+        """Rows as plain tuples, fetched in batches (for verifying millions of events)."""
+
+    @abstractmethod
+    def _clock(self, db: Db) -> float:
+        """Seconds since the epoch by the clock every node's leases are judged by."""
+
+    def _lock_schema(self, db: Db) -> None:
+        """Keep other nodes out of the schema while this one migrates it (within `db`)."""
+
+    def _notify(self, db: Db, topic: str) -> None:  # noqa: ARG002 - a backend publishes
+        """Tell waiting workers that `topic` ("runnable", "control") changed, at commit."""
+        self._wake.set()
+
+    # --- opening ---------------------------------------------------------------------------
+    def _open(self, *, upgrade: bool) -> None:
+        """Bring the schema up to date (or check it is) and check the seal key is this store's."""
+        with self._transaction() as db:
+            self._lock_schema(db)
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            current = db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+            latest = len(self.migrations)
+            if current > latest:
+                raise SchemaVersionError(
+                    f"{self.name}: schema version {current} is newer than this Charter "
+                    f"knows ({latest})",
+                    hint="upgrade Charter on this node before pointing it at this database",
+                )
+            if current < latest and not upgrade:
+                raise StoreError(
+                    f"{self.name}: schema version {current}, this Charter needs {latest}",
+                    hint="run `charter db upgrade` (or let a node upgrade it at start)",
+                )
+            for version in range(current + 1, latest + 1):
+                for statement in self.migrations[version - 1]:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            self._check_seal_key(db)
+        self.schema = SchemaState(found=current, current=latest)
+
+    def _check_seal_key(self, db: Db) -> None:
+        """Refuse a seal key other than the one this database's runs are sealed with.
+
+        Every node must seal with one key, or no node could verify another's runs; a node
+        started without the key file would otherwise make a new key and seal with it.
+        """
+        check = hmac.new(self.seal_key, _SEAL_CHECK, hashlib.sha256).hexdigest()
+        row = db.execute("SELECT value FROM store_settings WHERE name = 'seal_check'").fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO store_settings (name, value) VALUES ('seal_check', ?)", (check,)
+            )
+        elif not hmac.compare_digest(row[0], check):
+            raise ConfigError(
+                f"{self.name}: this node's seal key is not the one this database is sealed with",
+                hint="give every node the same key: copy seal.key from a node that ran here, "
+                "or point CHARTER_SEAL_KEY_FILE at it",
+            )
+
+    def _bump_control(self, db: Db) -> None:
+        """Mark a kill-switch, revocation or cancellation change for every node's gate."""
+        db.execute("UPDATE control_version SET version = version + 1")
+        self._notify(db, "control")
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until a run may have become runnable, or `timeout` seconds pass.
+
+        Returns True when woken by a change (in this process, or from another node where the
+        backend carries notifications), False on timeout; either way, poll the store next.
+        """
+        woken = self._wake.wait(timeout)
+        self._wake.clear()
+        return woken
+
+    # --- runs and events -------------------------------------------------------------------
+    def start_run(
+        self,
+        run_id: str,
+        started: RunStarted,
+        *,
+        raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
+        lease_s: float = 300.0,
+    ) -> StoredEvent:
+        """Create the run row (leased to `owner`, if given) and its first event, atomically."""
+        ts = _now()
+        record = RunRecord.starting(run_id=run_id, started=started, ts=ts)
+        with self._transaction() as db:
+            exists = db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if exists:
+                raise StoreError(f"run {run_id} already exists")
+            db.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}, head_seq, head_hash, head_mac, lease_owner, "
+                f"lease_expires) VALUES ({', '.join('?' * 23)}, 0, ?, '', ?, ?)",
+                (
+                    *_record_values(record),
+                    GENESIS,
+                    owner,
+                    None if owner is None else self._clock(db) + lease_s,
+                ),
+            )
+            if owner is None:
+                self._notify(db, "runnable")
+            return self._append_locked(db, run_id, [started], ts=ts, raw=raw)[0]
+
+    def append(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
+    ) -> list[StoredEvent]:
+        """Append events, update the run's projection and reseal its head, atomically."""
+        with self._transaction() as db:
+            return self._append_locked(db, run_id, events, ts=_now(), raw=raw, owner=owner)
+
+    def _append_locked(
+        self,
+        db: Db,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        ts: str,
+        raw: Mapping[str, bytes] | None = None,
+        owner: str | None = None,
+    ) -> list[StoredEvent]:
+        row = db.execute(
+            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner, cancel_requested "
+            f"FROM runs WHERE run_id = ?{self._FOR_UPDATE}",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        if owner is not None and row["lease_owner"] != owner:
+            # Fencing: a worker whose lease ran out must not write after its successor.
+            raise LeaseLost(f"run {run_id} is held by {row['lease_owner'] or 'no worker'} now")
+        record = before = _record_from_row(row)
+        if record.final and events:
+            raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
+        seq, prev = row["head_seq"], row["head_hash"]
+        stored: list[StoredEvent] = []
+        for event in events:
+            seq += 1
+            payload = dump_payload(event)
+            digest = event_hash(
+                prev_hash=prev, run_id=run_id, seq=seq, ts=ts, kind=event.kind, payload=payload
+            )
+            project_approval(db, run_id, event, ts)
+            record = record.apply(event)
+            stored.append(
+                StoredEvent(
+                    run_id=run_id,
+                    seq=seq,
+                    ts=ts,
+                    kind=event.kind,
+                    data=payload,
+                    prev_hash=prev,
+                    hash=digest,
+                    step=getattr(event, "step", None),
+                )
+            )
+            prev = digest
+        db.executemany(
+            "INSERT INTO events (run_id, seq, ts, kind, payload, prev_hash, hash, step) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, e.seq, ts, e.kind, e.data, e.prev_hash, e.hash, e.step) for e in stored],
+        )
+        record = replace(record, updated_at=ts, event_count=record.event_count + len(events))
+        suspended = events[-1] if events and isinstance(events[-1], RunSuspended) else None
+        if suspended is not None and wakes_at_once(db, row, suspended):
+            record = replace(record, runnable=True, wake_at=None)
+        mac = seal(
+            self.seal_key,
+            run_id=run_id,
+            seq=seq,
+            head_hash=prev,
+            summary=record.sealed_summary(),
+        )
+        for name, data in (raw or {}).items():
+            db.execute(
+                "INSERT INTO payloads (run_id, name, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data",
+                (run_id, name, data),
+            )
+        db.execute(
+            "UPDATE runs SET status = ?, outcome = ?, reason = ?, cost_usd = ?, "
+            "prompt_tokens = ?, completion_tokens = ?, updated_at = ?, event_count = ?, "
+            "head_seq = ?, head_hash = ?, head_mac = ? WHERE run_id = ?",
+            (
+                record.status,
+                record.outcome,
+                record.reason,
+                record.cost_usd,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.updated_at,
+                record.event_count,
+                seq,
+                prev,
+                mac,
+                run_id,
+            ),
+        )
+        if (record.runnable, record.wake_at) != (before.runnable, before.wake_at):
+            # Apart, because SQLite rewrites an index whenever its columns are SET, changed or
+            # not, and most appends leave the scheduling columns alone.
+            db.execute(
+                "UPDATE runs SET runnable = ?, wake_at = ? WHERE run_id = ?",
+                (int(record.runnable), record.wake_at, run_id),
+            )
+            if record.runnable and owner is None:
+                self._notify(db, "runnable")
+        return stored
+
+    def events(self, run_id: str) -> list[StoredEvent]:
+        """All events of a run, in order."""
+        self.get_run(run_id)
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT * FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        return [
+            StoredEvent(
+                run_id=r["run_id"],
+                seq=r["seq"],
+                ts=r["ts"],
+                kind=r["kind"],
+                data=r["payload"],
+                prev_hash=r["prev_hash"],
+                hash=r["hash"],
+                step=r["step"],
+            )
+            for r in rows
+        ]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run's record."""
+        with self._reading() as db:
+            row = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"run {run_id!r} does not exist", hint="`charter runs list` shows the runs"
+            )
+        return _record_from_row(row)
+
+    def list_runs(
+        self, *, limit: int = 50, tenant_id: str | None = None, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE 1 = 1"
+        params: list[Any] = []
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant_id)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        sql += " ORDER BY started_at DESC, run_id LIMIT ?"
+        params.append(limit)
+        with self._reading() as db:
+            rows = db.execute(sql, params).fetchall()
+        return [_record_from_row(r) for r in rows]
+
+    def verify(self, run_id: str | None = None) -> list[ChainReport]:
+        """Verify one run's chain (or all runs'), reporting each run's first broken link."""
+        with self._snapshot() as db:
+            if run_id is None:
+                heads = db.execute(
+                    f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, head_mac FROM runs "
+                    "ORDER BY started_at"
+                ).fetchall()
+            else:
+                heads = db.execute(
+                    f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, head_mac FROM runs "
+                    "WHERE run_id = ?",
+                    (run_id,),
+                ).fetchall()
+                if not heads:
+                    raise NotFoundError(f"run {run_id!r} does not exist")
+            # One pass over the events in key order (run, seq), not a query per run: a store
+            # of many short runs verifies at the rate of its events, not of its queries.
+            where, params = ("WHERE run_id = ? ", (run_id,)) if run_id else ("", ())
+            stream = self._stream(
+                "SELECT run_id, seq, ts, kind, payload, prev_hash, hash FROM events "
+                f"{where}ORDER BY run_id, seq",
+                params,
+            )
+            found: dict[str, ChainReport] = {}
+            key = self.seal_key
+            by_run = {head["run_id"]: head for head in heads}
+            for rid, group in itertools.groupby(stream, key=operator.itemgetter(0)):
+                head = by_run.get(rid)
+                if head is None:
+                    found[rid] = _orphaned(rid)
+                    continue
+                found[rid] = _verify_head(head, (ChainRow._make(r[1:]) for r in group), key)
+            # Runs with no events at all never came up in the pass; they are checked empty.
+            reports = [
+                found.pop(rid) if rid in found else _verify_head(head, iter(()), key)
+                for rid, head in by_run.items()
+            ]
+        return reports + list(found.values())
+
+    # --- approvals -------------------------------------------------------------------------
+    def raw_payloads(self, run_id: str) -> dict[str, bytes]:
+        """A run's encrypted raw payloads by name."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT name, data FROM payloads WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        return {r["name"]: bytes(r["data"]) for r in rows}
+
+    # --- scheduling ------------------------------------------------------------------------
+    def claim_run(
+        self, *, owner: str, workflows: Sequence[str], now: datetime, lease_s: float
+    ) -> Lease | None:
+        """Lease the longest-idle runnable run of `workflows`, if any."""
+        if not workflows:
+            return None
+        marks = ", ".join("?" * len(workflows))
+        with self._transaction() as db:
+            clock = self._clock(db)
+            rows = db.execute(
+                "SELECT run_id, workflow, lease_owner, lease_expires FROM runs "
+                f"WHERE runnable = 1 AND workflow IN ({marks}) "
+                "AND (wake_at IS NULL OR wake_at <= ?) "
+                "AND (lease_owner IS NULL OR lease_expires < ? OR lease_owner LIKE ?) "
+                f"ORDER BY lease_owner IS NOT NULL, updated_at LIMIT 64{self._SKIP_LOCKED}",
+                (*workflows, iso(now), clock, owner.partition("/")[0] + "/%"),
+            ).fetchall()
+            for row in rows:
+                holder = row["lease_owner"]
+                live = holder is not None and row["lease_expires"] >= clock
+                if live and (holder == owner or not lease_is_dead(holder)):
+                    continue
+                db.execute(
+                    "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ?",
+                    (owner, clock + lease_s, row["run_id"]),
+                )
+                return Lease(run_id=row["run_id"], workflow=row["workflow"], owner=owner)
+        return None
+
+    def renew_leases(self, *, owner: str, lease_s: float) -> int:
+        """Extend every lease `owner` holds."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE runs SET lease_expires = ? WHERE lease_owner = ?",
+                (self._clock(db) + lease_s, owner),
+            )
+            return cursor.rowcount
+
+    def release_run(self, run_id: str, *, owner: str) -> None:
+        """Give up a lease (a no-op if `owner` no longer holds it)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL "
+                "WHERE run_id = ? AND lease_owner = ?",
+                (run_id, owner),
+            )
+
+    def cancel_run(self, run_id: str, *, by: str, reason: str) -> RunRecord:
+        """Cancel a waiting run now; flag any other for the worker that runs it next.
+
+        Only a waiting run that no one holds can end here: its every step is settled. A run
+        that is running, or crashed mid-step, may have an effect whose result is not recorded
+        yet; a worker resumes it, settles that step with the same idempotency key, and stops
+        before any new one.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT {_RUN_COLUMNS}, lease_owner, lease_expires FROM runs "
+                f"WHERE run_id = ?{self._FOR_UPDATE}",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"run {run_id!r} does not exist", hint="`charter runs list` shows the runs"
+                )
+            record = _record_from_row(row)
+            if record.final:
+                raise StateError(
+                    f"run {run_id} already ended ({record.status}); there is nothing to cancel"
+                )
+            why = f"cancelled by {by}: {reason}"
+            holder = row["lease_owner"]
+            held = (
+                holder is not None
+                and row["lease_expires"] >= self._clock(db)
+                and not lease_is_dead(holder)
+            )
+            if held or record.status != "waiting":
+                db.execute(
+                    "UPDATE runs SET cancel_requested = ?, runnable = 1, wake_at = NULL "
+                    "WHERE run_id = ?",
+                    (why, run_id),
+                )
+                self._bump_control(db)
+                self._notify(db, "runnable")
+                return record
+            finished = RunFinished(
+                status="cancelled",
+                outcome="abandoned",
+                reason=why,
+                cost_usd=round(record.cost_usd, 6),
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                code="cancelled",
+            )
+            self._append_locked(db, run_id, [finished], ts=_now())
+            db.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE run_id = ?",
+                (run_id,),
+            )
+        return self.get_run(run_id)
+
+    def cancellations(self) -> dict[str, str]:
+        """Runs flagged for cancellation and not yet ended, with the reason."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT run_id, cancel_requested FROM runs WHERE cancel_requested IS NOT NULL "
+                "AND status NOT IN ('completed', 'failed', 'cancelled')"
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    # --- approvals -------------------------------------------------------------------------
+    def list_approvals(
+        self, *, status: str | None = "pending", run_id: str | None = None
+    ) -> list[ApprovalRecord]:
+        """Approval requests, oldest first."""
+        sql = "SELECT * FROM approvals WHERE 1 = 1"
+        params: list[str] = []
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        with self._reading() as db:
+            rows = db.execute(sql + " ORDER BY requested_at, request_id", params).fetchall()
+        return [approval_from_row(r) for r in rows]
+
+    def get_approval(self, request_id: str) -> ApprovalRecord:
+        """One approval request."""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT * FROM approvals WHERE request_id = ?", (request_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"approval request {request_id!r} does not exist",
+                hint="`charter approvals list` shows the pending requests",
+            )
+        return approval_from_row(row)
+
+    def decide_approval(
+        self,
+        request_id: str,
+        *,
+        approver: IdentityRecord,
+        decision: Literal["approve", "deny"],
+        reason: str,
+        now: datetime,
+    ) -> ApprovalDecided:
+        """Validate and count one vote, and append it to the run's chain, in one transaction."""
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT run_id FROM approvals WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if found is None:
+                raise NotFoundError(
+                    f"approval request {request_id!r} does not exist",
+                    hint="`charter approvals list` shows the pending requests",
+                )
+            # Lock the run, then the request: the order an append (an expiry) takes them in,
+            # so a vote and an expiry on one request queue up instead of deadlocking. Votes on
+            # one request queue on its row, so each counts the votes before it.
+            db.execute(f"SELECT 1 FROM runs WHERE run_id = ?{self._FOR_UPDATE}", (found[0],))
+            row = db.execute(
+                f"SELECT * FROM approvals WHERE request_id = ?{self._FOR_UPDATE}", (request_id,)
+            ).fetchone()
+            request = approval_from_row(row)
+            check_vote(request, approver, now, decision=decision)
+            # A person counts once, whichever of their credentials they vote with.
+            voted = db.execute(
+                "SELECT v.decision FROM approval_votes v JOIN identities i "
+                "ON i.id = v.approver_id WHERE v.request_id = ? AND i.name = ?",
+                (request_id, approver.name),
+            ).fetchone()
+            if voted is not None:
+                raise ApprovalRefused(
+                    f"{approver.name} already decided {request_id} ({voted[0]}); "
+                    "a person counts once",
+                    hint=f"a second approver with role {request.role!r} must decide",
+                )
+            ts = _now()
+            db.execute(
+                "INSERT INTO approval_votes (request_id, approver_id, decision, reason, ts) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (request_id, approver.id, decision, reason, ts),
+            )
+            granted = db.execute(
+                "SELECT count(*) FROM approval_votes WHERE request_id = ? AND decision = 'approve'",
+                (request_id,),
+            ).fetchone()[0]
+            status = request_status(decision, granted=granted, needed=request.approvers)
+            event = ApprovalDecided(
+                step=request.step,
+                request_id=request_id,
+                decision=decision,
+                approver_id=approver.id,
+                approver=approver.name,
+                reason=reason,
+                granted=granted,
+                needed=request.approvers,
+                status=status,
+            )
+            self._append_locked(db, request.run_id, [event], ts=ts)
+        return event
+
+    def due_approvals(self, *, now: datetime, workflows: Sequence[str]) -> list[ApprovalRecord]:
+        """Pending requests past their expiry, for runs of these workflows."""
+        if not workflows:
+            return []
+        marks = ", ".join("?" * len(workflows))
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT a.* FROM approvals a JOIN runs r ON r.run_id = a.run_id "
+                f"WHERE a.status = 'pending' AND a.expires_at <= ? AND r.workflow IN ({marks}) "
+                "ORDER BY a.expires_at",
+                (iso(now), *workflows),
+            ).fetchall()
+        return [approval_from_row(r) for r in rows]
+
+    # --- identities ------------------------------------------------------------------------
+    def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
+        """Store a principal; one active agent identity per (agent, workflow, tenant)."""
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO identities (id, kind, name, agent, workflow, tenant_id, roles, "
+                    "token_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                    (
+                        identity.id,
+                        identity.kind,
+                        identity.name,
+                        identity.agent,
+                        identity.workflow,
+                        identity.tenant_id,
+                        json.dumps(list(identity.roles)),
+                        token_hash,
+                        identity.created_at,
+                    ),
+                )
+            except self._UNIQUE_VIOLATION as exc:
+                raise StoreError(
+                    f"an active identity already exists for {identity.name}",
+                    hint="revoke it first (`charter identity revoke ID`)",
+                ) from exc
+
+    def identity_by_token_hash(self, token_hash: str) -> IdentityRecord | None:
+        """The principal holding a credential, or None."""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT * FROM identities WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        return None if row is None else _identity_from_row(row)
+
+    def get_identity(self, identity_id: str) -> IdentityRecord | None:
+        """A principal by id, or None."""
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
+        return None if row is None else _identity_from_row(row)
+
+    def list_identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
+        """Principals, oldest first."""
+        sql = "SELECT * FROM identities"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        with self._reading() as db:
+            rows = db.execute(sql + " ORDER BY created_at, id").fetchall()
+        return [_identity_from_row(r) for r in rows]
+
+    def revoke_identity(self, identity_id: str) -> IdentityRecord:
+        """Revoke a credential; every node sees it at its next call through the gate."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE identities SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (_now(), identity_id),
+            )
+            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"identity {identity_id!r} does not exist",
+                    hint="`charter identity list` shows the identities",
+                )
+            if cursor.rowcount:
+                self._bump_control(db)
+        return _identity_from_row(row)
+
+    # --- kill switches ---------------------------------------------------------------------
+    def engage_kill_switch(self, switch: KillSwitch) -> None:
+        """Engage a kill switch."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO kill_switches (key, agent, workflow, tenant_id, tool, reason, "
+                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO "
+                "UPDATE SET reason = excluded.reason, created_by = excluded.created_by, "
+                "created_at = excluded.created_at",
+                (
+                    switch.key,
+                    switch.agent,
+                    switch.workflow,
+                    switch.tenant_id,
+                    switch.tool,
+                    switch.reason,
+                    switch.created_by,
+                    switch.created_at,
+                ),
+            )
+            self._bump_control(db)
+
+    def release_kill_switch(self, key: str) -> bool:
+        """Release a kill switch by its key."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM kill_switches WHERE key = ?", (key,))
+            self._bump_control(db)
+            return cursor.rowcount > 0
+
+    def kill_switches(self) -> list[KillSwitch]:
+        """Every engaged kill switch."""
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM kill_switches ORDER BY created_at").fetchall()
+        # A Row iterates its values, so the column names come from keys().
+        return [KillSwitch(**{k: r[k] for k in r.keys() if k != "key"}) for r in rows]  # noqa: SIM118
+
+    def control_version(self) -> int:
+        """The kill-switch and revocation counter."""
+        with self._reading() as db:
+            row = db.execute("SELECT version FROM control_version").fetchone()
+        return int(row[0])
+
+
+def _record_values(record: RunRecord) -> tuple[Any, ...]:
+    values = {name.strip(): getattr(record, name.strip()) for name in _RUN_COLUMNS.split(",")}
+    return tuple({**values, "runnable": int(record.runnable)}.values())
+
+
+def _record_from_row(row: Row) -> RunRecord:
+    values = {name.strip(): row[name.strip()] for name in _RUN_COLUMNS.split(",")}
+    return RunRecord(**{**values, "runnable": bool(values["runnable"])})
+
+
+def _identity_from_row(row: Row) -> IdentityRecord:
+    return IdentityRecord(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"],
+        agent=row["agent"],
+        workflow=row["workflow"],
+        tenant_id=row["tenant_id"],
+        roles=tuple(json.loads(row["roles"])),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _verify_head(head: Row, rows: Iterator[ChainRow], key: bytes) -> ChainReport:
+    return verify_chain(
+        run_id=head["run_id"],
+        rows=rows,
+        head_seq=head["head_seq"],
+        head_hash=head["head_hash"],
+        head_mac=head["head_mac"],
+        summary=_record_from_row(head).sealed_summary(),
+        key=key,
+    )
+
+
+def _orphaned(run_id: str) -> ChainReport:
+    """A run whose events remain but whose head row is gone: it was deleted from the file."""
+    return ChainReport(
+        run_id=run_id,
+        ok=False,
+        events_checked=0,
+        broken_at=1,
+        problem="the run's events are stored but its head row is missing: it was deleted",
+    )
