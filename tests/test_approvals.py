@@ -48,8 +48,9 @@ HELD_STEP = 2
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
-    with Client(Config.from_env({}, home=tmp_path / "home")) as opened:
+def client(tmp_path: Path, database_url: str) -> Iterator[Client]:
+    env = {"CHARTER_DATABASE_URL": database_url}
+    with Client(Config.from_env(env, home=tmp_path / "home")) as opened:
         yield opened
 
 

@@ -39,6 +39,7 @@ class Held:
     """A home holding one run that waits on one approval request."""
 
     home: Path
+    database_url: str
     run_id: str
     request_id: str
     tokens: dict[str, str]
@@ -46,11 +47,11 @@ class Held:
 
 
 @pytest.fixture
-def held(tmp_path: Path, make_contract, toolset) -> Held:
+def held(tmp_path: Path, database_url: str, make_contract, toolset) -> Held:
     home = tmp_path / "home"
     turns = [ScriptedTurn.call("record_write", amount=75), ScriptedTurn.say("done")]
     agent = Agent.load(make_contract(owner="olga"), tools=toolset.tools, model=ScriptedModel(turns))
-    with Client(Config.from_env({}, home=home)) as client:
+    with Client(Config.from_env({"CHARTER_DATABASE_URL": database_url}, home=home)) as client:
         tokens = {n: client.create_human(name=n, roles=r).token for n, r in PEOPLE.items()}
         cred = create_agent_identity(
             client.store, agent="test-agent", workflow="testing", tenant_id="acme"
@@ -64,13 +65,27 @@ def held(tmp_path: Path, make_contract, toolset) -> Held:
             plane.close()
     assert result.status == "waiting"
     (request_id,) = result.waiting_on
-    return Held(home=home, run_id=result.run_id, request_id=request_id, tokens=tokens, agent=agent)
+    return Held(
+        home=home,
+        database_url=database_url,
+        run_id=result.run_id,
+        request_id=request_id,
+        tokens=tokens,
+        agent=agent,
+    )
 
 
 def invoke(held: Held, *args: str, who: str | None = None) -> Result:
     """Run `charter --home HOME ARGS` with $CHARTER_TOKEN set to `who`'s credential (if any)."""
-    env = {"CHARTER_TOKEN": held.tokens[who]} if who else None
+    env = {"CHARTER_DATABASE_URL": held.database_url}
+    if who:
+        env["CHARTER_TOKEN"] = held.tokens[who]
     return CliRunner().invoke(cli, ["--home", str(held.home), *args], env=env)
+
+
+def config_of(held: Held) -> Config:
+    """The held home's settings, on its database."""
+    return Config.from_env({"CHARTER_DATABASE_URL": held.database_url}, home=held.home)
 
 
 def ledger(held: Held) -> tuple[int, dict[str, Any]]:
@@ -88,7 +103,7 @@ def error_of(result: Result) -> dict[str, Any]:
 
 def work(held: Held) -> None:
     """Let a worker (in this process) resume whatever is runnable in the home."""
-    with Client(Config.from_env({}, home=held.home)) as client:
+    with Client(config_of(held)) as client:
         plane = ControlPlane(client.store, executor=Executor(sleep=lambda s: None))
         try:
             Worker(plane, [Workflow(agent=held.agent, fn=agent_loop)]).run(until_idle=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import TYPE_CHECKING
 
 import click
@@ -239,10 +241,16 @@ def worker(
                 poll_s=poll_s,
                 on_result=show,
             )
+            # SIGTERM (a deploy, an orchestrator) stops the worker between runs, releasing
+            # its leases, so another worker picks the runs up at once instead of at expiry.
+            stop = threading.Event()
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
-                stats = runner.run(until_idle=until_idle)
+                stats = runner.run(until_idle=until_idle, stop=stop)
             except KeyboardInterrupt:
                 stats = runner.stats
+            finally:
+                signal.signal(signal.SIGTERM, previous)
         finally:
             plane.close()
     if as_json:

@@ -40,7 +40,9 @@ class Client:
     def __init__(self, config: Config) -> None:
         """Open the store the config names."""
         self.config = config
-        self.store: Store = open_store(config.database_url, seal_key=config.seal_key())
+        self.store: Store = open_store(
+            config.database_url, seal_key=config.seal_key(), upgrade=config.auto_upgrade
+        )
 
     def __enter__(self) -> Client:
         """Use as a context manager to close the store when done."""

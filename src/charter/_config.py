@@ -23,23 +23,47 @@ class Config:
     home: Path
     """Folder for the default database, the seal key and sandbox state."""
     database_url: str
-    """`sqlite://` followed by the file's path (default: `<home>/charter.db`)."""
+    """`sqlite://` followed by the file's path (default: `<home>/charter.db`), or
+    `postgresql://user@host:port/dbname` for a store shared by many nodes."""
+    seal_key_file: Path | None = None
+    """Where the seal key is (default: `<home>/seal.key`); every node of one store needs it."""
+    auto_upgrade: bool = True
+    """Apply pending schema migrations when the store opens; off, a node refuses an old one."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, home: str | Path | None = None) -> Config:
-        """Build from `CHARTER_HOME` and `CHARTER_DATABASE_URL`; `home` overrides the former."""
+        """Build from the environment; `home` overrides `CHARTER_HOME`.
+
+        `CHARTER_HOME`, `CHARTER_DATABASE_URL`, `CHARTER_SEAL_KEY_FILE`, and
+        `CHARTER_AUTO_UPGRADE` (`0` leaves migrations to `charter db upgrade`).
+
+        Raises:
+            ConfigError: `CHARTER_AUTO_UPGRADE` is neither 0 nor 1.
+        """
         folder = Path(home or environ.get("CHARTER_HOME") or ".charter").resolve()
         url = environ.get("CHARTER_DATABASE_URL") or f"sqlite://{folder / 'charter.db'}"
-        return cls(home=folder, database_url=url)
+        key_file = environ.get("CHARTER_SEAL_KEY_FILE")
+        upgrade = environ.get("CHARTER_AUTO_UPGRADE", "1").strip()
+        if upgrade not in ("0", "1"):
+            raise ConfigError(
+                f"CHARTER_AUTO_UPGRADE={upgrade!r} is not 0 or 1",
+                hint="set it to 0 to leave schema migrations to `charter db upgrade`",
+            )
+        return cls(
+            home=folder,
+            database_url=url,
+            seal_key_file=Path(key_file).resolve() if key_file else None,
+            auto_upgrade=upgrade == "1",
+        )
 
     def seal_key(self) -> bytes:
         """The key that seals run heads, created on first use, readable by the owner only.
 
         It lives beside, not inside, the database: a database-only tamperer cannot forge seals.
         """
-        path = self.home / "seal.key"
+        path = self.seal_key_file or self.home / "seal.key"
         if not path.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))

@@ -16,6 +16,7 @@ import click
 from rich.table import Table
 
 from charter._cli_common import config_of, console, emit_json, handled, json_option
+from charter._cli_db import db
 from charter._cli_durable import approvals, explain, replay, runs_cancel, worker
 from charter._client import Client
 from charter._contract import load_contract
@@ -408,6 +409,7 @@ def audit_verify(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
 
 
 cli.add_command(approvals)
+cli.add_command(db)
 cli.add_command(worker)
 cli.add_command(replay)
 cli.add_command(explain)

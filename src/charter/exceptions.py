@@ -49,6 +49,7 @@ __all__ = [
     "PolicyTestError",
     "RetryableToolError",
     "RunError",
+    "SchemaOutdated",
     "SchemaVersionError",
     "StateError",
     "StoreError",
@@ -233,3 +234,19 @@ class SchemaVersionError(StoreError):
     """The database schema is newer than this Charter knows; refuse rather than corrupt it."""
 
     code = "schema_too_new"
+
+
+class SchemaOutdated(StoreError):
+    """The database schema is older than this Charter, and automatic upgrade is off."""
+
+    code = "schema_outdated"
+
+    def __init__(
+        self, message: str, *, database: str, found: int, latest: int, hint: str | None = None
+    ) -> None:
+        """Create the error with the database, the version found and the one needed."""
+        super().__init__(message, hint=hint)
+        self.database = database
+        """The database, without its password."""
+        self.found = found
+        self.latest = latest

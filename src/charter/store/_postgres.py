@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,19 @@ class PostgresStore(SqlStore):
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     _UNIQUE_VIOLATION = (psycopg.errors.UniqueViolation,)
 
-    def __init__(self, url: str, *, seal_key: bytes, upgrade: bool = True) -> None:
+    def __init__(
+        self, url: str, *, seal_key: bytes, upgrade: bool = True, control_cache_s: float = 1.0
+    ) -> None:
         """Connect to the database `url` names and bring its schema up to date.
 
         Args:
             url: A libpq URL, `postgresql://user@host:port/dbname`.
             seal_key: The key that seals each run's head; every node needs the same one.
             upgrade: Apply pending migrations (the default); otherwise refuse an old schema.
+            control_cache_s: The longest the gate trusts a cached control version. Changes
+                arrive by NOTIFY within milliseconds; this bounds how stale a node can be if
+                notifications stop arriving without the listener noticing (a half-open
+                connection), at the cost of one read per this many seconds.
 
         Raises:
             StoreError: The database does not answer, or its schema is older and `upgrade`
@@ -78,6 +85,9 @@ class PostgresStore(SqlStore):
                 hint="create it first (CREATE SCHEMA name) or drop the search_path option",
             )
         self.schema_name: str = schema[0]
+        if self.schema_name != "public":
+            self.name += f" (schema {self.schema_name})"
+        self.control_cache_s = control_cache_s
         self.channel = f"charter_{self.schema_name}"[:63]
         """The NOTIFY channel of this schema."""
         self._after_commit: list[Callable[[], None]] = []
@@ -201,8 +211,12 @@ class _Listener:
         self._store = store
         self._stop = threading.Event()
         self._ready = threading.Event()
+        """Set while the thread is connected and listening."""
+        self.lost = threading.Event()
+        """Set when the thread loses its connection (cleared on reconnecting)."""
         self._guard = threading.Lock()
         self._cached: int | None = None
+        self._cached_at = 0.0
         self.generation = 0
         """Bumped whenever the cache may be stale; a read that started before it is dropped."""
         self._conn: psycopg.Connection[Any] | None = None
@@ -214,13 +228,14 @@ class _Listener:
     def cached(self) -> int | None:
         """The cached control version, or None when it must be read."""
         with self._guard:
-            return self._cached if self._ready.is_set() else None
+            fresh = time.monotonic() - self._cached_at < self._store.control_cache_s
+            return self._cached if fresh and self._ready.is_set() else None
 
     def remember(self, version: int, generation: int) -> None:
         """Cache a version read from the database, unless something changed since the read."""
         with self._guard:
             if self._ready.is_set() and generation == self.generation:
-                self._cached = version
+                self._cached, self._cached_at = version, time.monotonic()
 
     def invalidate(self) -> None:
         """Drop the cache: the next read goes to the database."""
@@ -244,11 +259,17 @@ class _Listener:
             finally:
                 self._ready.clear()
                 self.invalidate()
+                self.lost.set()
                 if self._conn is not None:
                     self._conn.close()
             # Reconnect after a pause; meanwhile the gate reads the version per call and idle
             # workers poll, so nothing is missed, only later.
             self._stop.wait(1.0)
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The listening connection's server process, while connected."""
+        return self._conn.info.backend_pid if self._ready.is_set() and self._conn else None
 
     def _listen(self) -> None:
         self._conn = psycopg.connect(
@@ -257,6 +278,7 @@ class _Listener:
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._store.channel)))
         # LISTEN first, then trust: anything committed before it is read from the database.
         self.invalidate()
+        self.lost.clear()
         self._ready.set()
         self._store._wake.set()  # noqa: SLF001 - work may have arrived while we were deaf
         while not self._stop.is_set():

@@ -31,6 +31,7 @@ from charter.exceptions import (
     ConfigError,
     LeaseLost,
     NotFoundError,
+    SchemaOutdated,
     SchemaVersionError,
     StateError,
     StoreError,
@@ -157,9 +158,12 @@ class SqlStore(Store):
                     hint="upgrade Charter on this node before pointing it at this database",
                 )
             if current < latest and not upgrade:
-                raise StoreError(
+                raise SchemaOutdated(
                     f"{self.name}: schema version {current}, this Charter needs {latest}",
-                    hint="run `charter db upgrade` (or let a node upgrade it at start)",
+                    database=self.name,
+                    found=current,
+                    latest=latest,
+                    hint="run `charter db upgrade` (or unset CHARTER_AUTO_UPGRADE=0)",
                 )
             for version in range(current + 1, latest + 1):
                 for statement in self.migrations[version - 1]:
