@@ -1,12 +1,12 @@
 """Chaos at scale: 1,000 billing runs while workers are killed with SIGKILL at random.
 
 The scenario is the chaos test's (`tests/chaos_app.py`), with more runs: worker subprocesses
-(three at once on one SQLite file) run a deterministic refund-and-reply workflow; each worker's
+(three at once on one SQLite file, or one PostgreSQL database with `--database-url`) run a deterministic refund-and-reply workflow; each worker's
 `refund` and `send_macro` may kill it between the sandbox effect and its record, and the driver
 kills workers from outside at random moments, restarting them until every run is final. Then
 every run's log is checked against the sandboxes' ledgers, and every hash chain is verified.
 
-Run `python -m bench.chaos [--runs 1000] [--seed N]` from the repository root. It prints a
+Run `python -m bench.chaos [--runs 1000] [--seed N] [--database-url URL]` from the repository root. It prints a
 Markdown table for BENCHMARKS.md and exits 1 if any invariant fails.
 """
 
@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
     parser.add_argument("--runs", type=int, default=1000, help="runs to start (default 1000)")
     parser.add_argument("--seed", type=int, default=20261124, help="the kill schedule's seed")
+    parser.add_argument(
+        "--database-url",
+        help="an empty PostgreSQL database or schema to run on (default: SQLite in a temp home)",
+    )
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="charter-chaos-") as tmp:
         scenario = Scenario(
@@ -88,11 +92,16 @@ def main(argv: list[str] | None = None) -> int:
             seed=options.seed,
             max_rounds=max(100, options.runs // 2),
             hang_s=600.0,
+            database_url=options.database_url,
+            # PostgreSQL workers take longer to start; see tests/test_chaos.py.
+            kill_window=(0.5, 2.0) if options.database_url else (0.25, 1.0),
         )
         report = scenario.run()
     lines = [
         *machine(),
-        f"- Command: `.venv/bin/python -m bench.chaos --runs {options.runs} --seed {options.seed}`",
+        f"- Command: `.venv/bin/python -m bench.chaos --runs {options.runs} --seed {options.seed}"
+        + (" --database-url postgresql://...`" if options.database_url else "`"),
+        f"- Store: {'PostgreSQL' if options.database_url else 'SQLite'}",
         (
             f"- Kill odds: {scenario.tool_kill_p:g} per refund or macro in the tool; "
             f"{scenario.external_kill_p:g} per worker from outside, "

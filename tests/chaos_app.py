@@ -10,7 +10,7 @@ Two halves, one copy, shared by `tests/test_chaos.py` and `bench/chaos.py`:
   made the effect and *before* the gate records the result: the worst moment to die. Each such
   kill leaves a line in `<home>/chaos-kills.jsonl` first, so the checks know where it struck.
 * `Scenario` is the driver: it seeds the sandboxes, starts the runs, runs workers in
-  subprocesses (several at once on one SQLite file), kills them from outside at random
+  subprocesses (several at once on one store: the SQLite file, or PostgreSQL), kills them from outside at random
   moments, restarts them until every run is final, and reads back the evidence (`Report`).
 """
 
@@ -195,7 +195,9 @@ class Scenario:
     kill_window: tuple[float, float] = (0.25, 1.0)
     """Seconds after spawn within which an outside kill lands (start-up takes ~0.3 s of it)."""
     workers: int = 3
-    """Worker processes at once, on one SQLite file."""
+    """Worker processes at once, on one store."""
+    database_url: str | None = None
+    """The store every process uses (default: the SQLite file in `home`)."""
     max_rounds: int = 100
     """Gives up (leaving runs unfinished, for the checks to report) after this many rounds."""
     hang_s: float = 120.0
@@ -204,7 +206,7 @@ class Scenario:
     def run(self) -> Report:
         """Seed, start the runs, work them under fire until all are final, and check."""
         began = time.perf_counter()
-        config = Config.from_env({}, home=self.home)
+        config = Config.from_env(self._environ(), home=self.home)
         tasks = self._seed(config)
         report = Report(seed=self.seed, runs=self.runs)
         with Client(config) as client:
@@ -214,6 +216,10 @@ class Scenario:
             _check(client.store, config.home, tasks, report)
         report.wall_s = round(time.perf_counter() - began, 2)
         return report
+
+    def _environ(self) -> dict[str, str]:
+        """The Charter settings every process of the scenario shares."""
+        return {"CHARTER_DATABASE_URL": self.database_url} if self.database_url else {}
 
     def _seed(self, config: Config) -> dict[str, dict[str, Any]]:
         """Charges and tickets, one each per run; identities; the runs, started. By run id."""
@@ -313,6 +319,7 @@ class Scenario:
             "30",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")}
+        env.update(self._environ())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
         env[KILL_P_ENV] = str(self.tool_kill_p)
         env[SEED_ENV] = str(seed)
