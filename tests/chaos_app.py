@@ -10,8 +10,9 @@ Two halves, one copy, shared by `tests/test_chaos.py` and `bench/chaos.py`:
   made the effect and *before* the gate records the result: the worst moment to die. Each such
   kill leaves a line in `<home>/chaos-kills.jsonl` first, so the checks know where it struck.
 * `Scenario` is the driver: it seeds the sandboxes, starts the runs, runs workers in
-  subprocesses (several at once on one store: the SQLite file, or PostgreSQL), kills them from outside at random
-  moments, restarts them until every run is final, and reads back the evidence (`Report`).
+  subprocesses (several at once on one store: a SQLite file or PostgreSQL), kills them from
+  outside at random moments, restarts them until every run is final, and reads back the
+  evidence (`Report`).
 """
 
 from __future__ import annotations
