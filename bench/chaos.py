@@ -4,7 +4,8 @@ The scenario is the chaos test's (`tests/chaos_app.py`), with more runs: worker 
 (three at once on one SQLite file, or on one PostgreSQL database with `--database-url`) run a
 deterministic refund-and-reply workflow; each worker's `refund` and `send_macro` may kill it
 between the sandbox effect and its record, and the driver kills workers from outside at random
-moments, restarting them until every run is final. Then every run's log is checked against the sandboxes' ledgers, and every hash chain is verified.
+moments, restarting them until every run is final. Then every run's log is checked against
+the sandboxes' ledgers, and every hash chain is verified.
 
 Run `python -m bench.chaos [--runs 1000] [--seed N] [--database-url URL]` from the repository
 root. It prints a Markdown table for BENCHMARKS.md and exits 1 if any invariant fails.
