@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	./scripts/ensure-postgres
 	touch $(STAMP)
 
 $(BENCH_STAMP): pyproject.toml

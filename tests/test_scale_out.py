@@ -6,6 +6,7 @@ would have. Races are real: threads on separate connections, meeting in the data
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -16,19 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from click.testing import CliRunner
 
 from _factories import started_event
 from charter import Agent, ControlPlane
 from charter._events import ApprovalRequested, CheckRecorded, RunFinished, RunSuspended
 from charter._identity import create_agent_identity, create_human
 from charter._time import utcnow
+from charter.cli import cli
 from charter.engine import Worker, Workflow
 from charter.exceptions import SchemaVersionError
 from charter.gate import Executor
 from charter.models import ScriptedModel
 from charter.store import KillSwitch, SqlStore, open_store
 from charter.store._lease import new_owner
-from conftest import SEAL_KEY, ItemIn, Receipt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from charter.store._postgres import PostgresStore
 
 HERE = Path(__file__).resolve().parent
+KEY = b"k" * 32
 NOTICE_S = 10.0
 """How long a test waits for a notification before it counts as lost (normally ~ms)."""
 
@@ -47,7 +50,7 @@ def nodes(database_url: str, store: SqlStore) -> Iterator[Callable[[], SqlStore]
     with ExitStack() as opened:
 
         def node() -> SqlStore:
-            return opened.enter_context(closing(open_store(database_url, seal_key=SEAL_KEY)))
+            return opened.enter_context(closing(open_store(database_url, seal_key=store.seal_key)))
 
         yield node
 
@@ -62,7 +65,7 @@ class TestSchema:
     def test_nodes_starting_together_migrate_once(self, database_url, backend):
         """Four nodes open an empty database at once: one migrates, all open, each version once."""
         with ThreadPoolExecutor(4) as pool:
-            stores = list(pool.map(lambda _: open_store(database_url, seal_key=SEAL_KEY), range(4)))
+            stores = list(pool.map(lambda _: open_store(database_url, seal_key=KEY), range(4)))
         try:
             upgraded = [s.schema.upgraded for s in stores]
             assert upgraded.count(True) == 1, upgraded
@@ -78,8 +81,39 @@ class TestSchema:
         newer = len(store.migrations) + 1
         raw_db.execute("INSERT INTO schema_version VALUES (?)", (newer,))
         with pytest.raises(SchemaVersionError, match=f"schema version {newer} is newer"):
-            open_store(database_url, seal_key=SEAL_KEY)
+            open_store(database_url, seal_key=KEY)
         assert raw_db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == newer
+
+
+class TestDbCommands:
+    def test_status_then_upgrade_then_status(self, database_url, tmp_path):
+        """`charter db status` reports pending migrations and changes nothing; `charter db
+        upgrade` applies them; `CHARTER_AUTO_UPGRADE=0` makes other commands refuse meanwhile."""
+        env = {"CHARTER_DATABASE_URL": database_url, "CHARTER_AUTO_UPGRADE": "0"}
+
+        def charter(*args: str) -> Any:
+            return CliRunner().invoke(cli, ["--home", str(tmp_path / "home"), *args], env=env)
+
+        before = charter("db", "status", "--check", "--json")
+        assert before.exit_code == 1, before.output
+        pending = json.loads(before.stdout)
+        assert (pending["version"], pending["pending"]) == (0, pending["latest"])
+        refused = charter("runs", "list", "--json")
+        assert refused.exit_code == 1
+        assert json.loads(refused.stdout)["error"]["code"] == "schema_outdated"
+
+        upgraded = charter("db", "upgrade", "--json")
+        assert upgraded.exit_code == 0, upgraded.output
+        assert json.loads(upgraded.stdout) | {"database": ""} == {
+            "database": "",
+            "from": 0,
+            "to": pending["latest"],
+            "upgraded": True,
+        }
+        after = charter("db", "status", "--check", "--json")
+        assert after.exit_code == 0, after.output
+        assert json.loads(after.stdout)["pending"] == 0
+        assert charter("runs", "list", "--json").exit_code == 0
 
 
 class TestClaims:
@@ -137,10 +171,10 @@ class TestWorkersOnManyNodes:
         effects: list[str] = []
         guard = threading.Lock()
 
-        def touch(args: ItemIn, ctx: Any) -> Receipt:
+        def touch(args: Any, ctx: Any) -> dict[str, str]:
             with guard:
                 effects.append(ctx.idempotency_key)
-            return Receipt(item=args.item)
+            return {"item": args.item}
 
         tools = [
             dataclasses.replace(t, run=touch) if t.name == "record_write" else t

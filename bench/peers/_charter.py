@@ -27,7 +27,7 @@ from bench.peers._common import TENANT, EffectSink, Measured, first_attempt, kil
 from charter import Agent, ControlPlane
 from charter._identity import create_agent_identity
 from charter.engine import Worker, Workflow
-from charter.store import SqliteStore
+from charter.store import SqlStore, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,9 +41,9 @@ WARMUP_STEPS = 100
 
 @dataclass
 class Node:
-    """One Charter node: a store on a file in `home`, its plane, and an agent credential."""
+    """One Charter node: a store (a file in `home`, or `url`), its plane, an agent credential."""
 
-    store: SqliteStore
+    store: SqlStore
     plane: ControlPlane
     credential: str
 
@@ -52,12 +52,15 @@ class Node:
         self.store.close()
 
 
-def open_node(home: Path) -> Node:
-    """Open (or create) the node's store; the seal key and credential persist in `home`."""
+def open_node(home: Path, url: str | None = None) -> Node:
+    """Open (or create) the node's store; the seal key and credential persist in `home`.
+
+    `url` names a shared store (PostgreSQL); by default it is `home`'s SQLite file.
+    """
     key_file, cred_file = home / "seal.key", home / "credential"
     if not key_file.exists():
         key_file.write_bytes(secrets.token_bytes(32))
-    store = SqliteStore(home / "charter.db", seal_key=key_file.read_bytes())
+    store = open_store(url or f"sqlite://{home / 'charter.db'}", seal_key=key_file.read_bytes())
     if not cred_file.exists():
         issued = create_agent_identity(
             store, agent=CONTRACT["agent"], workflow=CONTRACT["workflow"], tenant_id=TENANT
@@ -100,9 +103,9 @@ def run_inline(node: Node, workflow: Workflow) -> None:
         raise RuntimeError(f"{run_id} ended {result.status}: {result.reason}")
 
 
-def open_warm(home: Path, steps: int) -> tuple[Node, Workflow]:
+def open_warm(home: Path, steps: int, url: str | None = None) -> tuple[Node, Workflow]:
     """The node and a `steps`-step workflow, after one untimed warm-up run of the agent."""
-    node = open_node(home)
+    node = open_node(home, url)
     workflow = steps_workflow(agent(home), steps)
     run_inline(node, steps_workflow(workflow.agent, WARMUP_STEPS))
     return node, workflow

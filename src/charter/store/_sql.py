@@ -117,8 +117,12 @@ class SqlStore(Store):
 
     # --- what a backend provides -----------------------------------------------------------
     @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]:
-        """A write transaction under the store's lock; commit on success, else roll back."""
+    def _transaction(self, *, pipelined: bool = False) -> AbstractContextManager[Db]:
+        """A write transaction under the store's lock; commit on success, else roll back.
+
+        `pipelined`: the backend may send statements without waiting for each reply, until a
+        result is read. Only for transactions whose errors may surface at commit: the append.
+        """
 
     @abstractmethod
     def _reading(self) -> AbstractContextManager[Db]:
@@ -246,7 +250,7 @@ class SqlStore(Store):
         owner: str | None = None,
     ) -> list[StoredEvent]:
         """Append events, update the run's projection and reseal its head, atomically."""
-        with self._transaction() as db:
+        with self._transaction(pipelined=True) as db:
             return self._append_locked(db, run_id, events, ts=_now(), raw=raw, owner=owner)
 
     def _append_locked(
