@@ -57,6 +57,8 @@ class Sample:
     """Worker processes' CPU per step."""
     server_cpu_us: float
     """PostgreSQL's CPU per step (0 for SQLite, which runs inside the workers)."""
+    wal_bytes: float
+    """PostgreSQL's WAL written per step (0 for SQLite)."""
 
 
 @dataclass
@@ -132,6 +134,7 @@ def _measure(home: Path, url: str | None, workers: int) -> Sample:
                 raise RuntimeError(f"a worker died warming up: {_tails(logs)}")
             time.sleep(0.005)
         server_before = _server_cpu() if url else 0.0
+        wal_before = _wal_lsn() if url else 0
         (home / "go").touch()
         started = time.perf_counter()
         for _ in range(RUNS):
@@ -142,6 +145,7 @@ def _measure(home: Path, url: str | None, workers: int) -> Sample:
         elapsed = time.perf_counter() - started
         worker_cpu = sum(float(f.read_text()) for f in home.glob("cpu-*"))
         server_cpu = (_server_cpu() - server_before) if url else 0.0
+        wal = (_wal_lsn() - wal_before) if url else 0
     finally:
         for child in children:
             child.kill()
@@ -152,6 +156,7 @@ def _measure(home: Path, url: str | None, workers: int) -> Sample:
         steps_per_s=steps / elapsed,
         worker_cpu_us=worker_cpu / steps * 1e6,
         server_cpu_us=server_cpu / steps * 1e6,
+        wal_bytes=wal / steps,
     )
 
 
@@ -174,6 +179,15 @@ def _server_cpu() -> float:
         # utime, stime, cutime, cstime: fields 14-17 of /proc/PID/stat (11-14 after the name).
         total += sum(int(f) for f in fields[11:15]) / CLOCK
     return total
+
+
+def _wal_lsn() -> int:
+    """The server's WAL position, in bytes (the whole server: other databases count too)."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(pg.server()) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+    return int(row[0]) if row else 0
 
 
 def server_settings() -> str:
@@ -201,7 +215,7 @@ def report(configs: list[Config], repetitions: int) -> list[str]:
     cores = os.cpu_count() or 1
     header = (
         "| Store, workers | Steps/s | Worker CPU per step | PostgreSQL CPU per step "
-        f"| CPU ceiling on {cores} cores |"
+        f"| PostgreSQL WAL per step | CPU ceiling on {cores} cores |"
     )
     lines = [
         *machine(),
@@ -217,15 +231,17 @@ def report(configs: list[Config], repetitions: int) -> list[str]:
         ),
         "",
         header,
-        "|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for c in configs:
         rate = [s.steps_per_s for s in c.samples]
         worker, server = c.median("worker_cpu_us"), c.median("server_cpu_us")
-        shown = f"{server:,.0f} µs" if c.backend == "postgres" else "in the worker"
+        on_pg = c.backend == "postgres"
+        shown = f"{server:,.0f} µs" if on_pg else "in the worker"
+        wal = f"{c.median('wal_bytes') / 1024:,.1f} KiB" if on_pg else "-"
         lines.append(
             f"| {c.label} | {c.median('steps_per_s'):,.0f} ({min(rate):,.0f}-{max(rate):,.0f}) "
-            f"| {worker:,.0f} µs | {shown} | {cores / (worker + server) * 1e6:,.0f} |"
+            f"| {worker:,.0f} µs | {shown} | {wal} | {cores / (worker + server) * 1e6:,.0f} |"
         )
     verdict = "met" if pg2 >= GOAL else f"missed ({GOAL / pg2:.1f}x short)"
     lines += ["", f"Goal: PostgreSQL with 2 workers >= {GOAL:,.0f} steps/s: {pg2:,.0f}, {verdict}."]

@@ -225,6 +225,53 @@ class TestWorkersOnManyNodes:
         assert [r.run_id for r in store.verify() if not r.ok] == []
 
 
+class TestBudgetsAcrossNodes:
+    def test_a_run_moving_between_workers_never_overspends_its_budget(
+        self, store, nodes, make_contract, contract_data, toolset
+    ):
+        """A run with a $0.05 budget makes $0.01 calls, sleeping between them, so every step
+        may be resumed by another of four workers: exactly five calls are allowed, the rest
+        denied by the budget, and the run's recorded cost is the budget."""
+        agent = Agent.load(
+            make_contract({**contract_data, "budget": {"per_run_usd": 0.05}}),
+            tools=toolset.tools,
+            model=ScriptedModel([]),
+        )
+
+        def spend(ctx: Context, task: Any) -> list[str]:
+            kinds = []
+            for n in range(10):
+                kinds.append(ctx.tool("record_write", {"item": f"i{n}"}).kind)
+                ctx.sleep(0.001)  # a durable timer: the run is released and claimed again
+            return kinds
+
+        workflow = Workflow(agent=agent, fn=spend)
+        cred = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        starter = ControlPlane(store)
+        run_id = starter.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+        starter.close()
+
+        def work(node: SqlStore) -> None:
+            plane = ControlPlane(node, executor=Executor(sleep=lambda s: None))
+            try:
+                while not node.get_run(run_id).final:
+                    Worker(plane, [workflow], poll_s=0.001).run(until_idle=True)
+            finally:
+                plane.close()
+
+        with ThreadPoolExecutor(4, thread_name_prefix="worker") as pool:
+            list(pool.map(work, [nodes() for _ in range(4)]))
+
+        record = store.get_run(run_id)
+        assert record.status == "completed"
+        assert len(toolset.effects) == 5
+        assert round(record.cost_usd, 6) == 0.05
+        denied = [e.payload for e in store.events(run_id) if e.kind == "gate.decided"]
+        assert [d["decision"] for d in denied].count("denied") == 5
+
+
 class TestConcurrentAppends:
     def test_appends_from_many_nodes_to_one_run_form_one_chain(self, store, nodes):
         """Eight nodes append to one run at once: one unbroken chain, no sequence lost."""

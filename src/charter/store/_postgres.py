@@ -11,8 +11,7 @@ What it adds to the shared SQL store:
   thread wakes the idle worker at once and tells the gate its cached controls are stale, so a
   gate call costs no round trip while the listener is connected, and one read per call (the
   polling fallback) while it is not; a cached version is trusted for `control_cache_s` at most;
-* fewer round trips: an append is pipelined (BEGIN with its locking read, then the writes with
-  COMMIT), two round trips instead of one per statement.
+* fewer statements: an append's events go in one multi-row INSERT.
 
 The schema is the URL's schema (libpq `options=-csearch_path=NAME`), `public` by default;
 notifications are per schema, so several Charter deployments can share one database.
@@ -39,7 +38,6 @@ from charter.store._sql import SqlStore
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
-    from psycopg import Pipeline
     from psycopg._cursor_base import BaseCursor
 
     from charter.store._db import Cursor, Db
@@ -137,17 +135,13 @@ class PostgresStore(SqlStore):
                 ) from exc
 
     @contextmanager
-    def _transaction(self, *, pipelined: bool = False) -> Iterator[Db]:
+    def _transaction(self) -> Iterator[Db]:
+        # Not pipelined: on this machine psycopg's pipeline mode cost more client CPU per
+        # append than the round trips it saved (BENCHMARKS.md, scale-out).
         with self._connection() as conn:
             self._after_commit.clear()
-            if pipelined:
-                # An append is BEGIN and a locking read (one round trip), then its writes and
-                # COMMIT (one more), instead of a round trip per statement.
-                with conn.pipeline() as pipeline, conn.transaction():
-                    yield _PgDb(conn, pipeline)
-            else:
-                with conn.transaction():
-                    yield _PgDb(conn)
+            with conn.transaction():
+                yield _PgDb(conn)
             for action in self._after_commit:
                 action()
 
@@ -300,45 +294,34 @@ class _Listener:
 class _PgDb:
     """A psycopg connection seen through the `Db` interface: `?` placeholders, named rows."""
 
-    __slots__ = ("_conn", "_pipeline")
+    __slots__ = ("_conn",)
 
-    def __init__(self, conn: psycopg.Connection[Any], pipeline: Pipeline | None = None) -> None:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self._pipeline = pipeline
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor:
-        cursor = self._conn.execute(_placeholders(sql, bound=bool(params)), params or None)
-        return cursor if self._pipeline is None else _PipelinedCursor(cursor, self._pipeline)
+        return self._conn.execute(_placeholders(sql, bound=bool(params)), params or None)
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> object:
-        with self._conn.cursor() as cursor:
-            cursor.executemany(_placeholders(sql, bound=True), params)
+        # One multi-row INSERT, not a statement per row: each statement costs psycopg a
+        # result to process, and an append writes several events.
+        rows = list(params)
+        if rows:
+            statement = _multi_row(sql, len(rows))
+            self._conn.execute(statement, [value for row in rows for value in row])
         return None
 
 
-class _PipelinedCursor:
-    """A cursor in pipeline mode.
-
-    Reading its rows fetches them; its rowcount syncs first, since in a pipeline it is known
-    only once the reply has arrived.
-    """
-
-    __slots__ = ("_cursor", "_pipeline")
-
-    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: Pipeline) -> None:
-        self._cursor = cursor
-        self._pipeline = pipeline
-
-    @property
-    def rowcount(self) -> int:
-        self._pipeline.sync()
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:  # noqa: ANN401 - a row, or None
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
+@functools.lru_cache(maxsize=64)
+def _multi_row(statement: str, rows: int) -> str:
+    """`INSERT ... VALUES (?, ?) [tail]` for `rows` rows, with psycopg placeholders."""
+    head, values, tail = statement.partition(" VALUES ")
+    group, closing, rest = tail.partition(")")
+    if not values or not closing:
+        msg = f"executemany takes INSERT ... VALUES (...) statements, not {statement[:40]!r}"
+        raise ValueError(msg)
+    groups = ", ".join([group + closing] * rows)
+    return _placeholders(f"{head}{values}{groups}{rest}", bound=True)
 
 
 @functools.lru_cache(maxsize=512)

@@ -117,12 +117,8 @@ class SqlStore(Store):
 
     # --- what a backend provides -----------------------------------------------------------
     @abstractmethod
-    def _transaction(self, *, pipelined: bool = False) -> AbstractContextManager[Db]:
-        """A write transaction under the store's lock; commit on success, else roll back.
-
-        `pipelined`: the backend may send statements without waiting for each reply, until a
-        result is read. Only for transactions whose errors may surface at commit: the append.
-        """
+    def _transaction(self) -> AbstractContextManager[Db]:
+        """A write transaction under the store's lock; commit on success, else roll back."""
 
     @abstractmethod
     def _reading(self) -> AbstractContextManager[Db]:
@@ -250,7 +246,7 @@ class SqlStore(Store):
         owner: str | None = None,
     ) -> list[StoredEvent]:
         """Append events, update the run's projection and reseal its head, atomically."""
-        with self._transaction(pipelined=True) as db:
+        with self._transaction() as db:
             return self._append_locked(db, run_id, events, ts=_now(), raw=raw, owner=owner)
 
     def _append_locked(
@@ -315,11 +311,11 @@ class SqlStore(Store):
             head_hash=prev,
             summary=record.sealed_summary(),
         )
-        for name, data in (raw or {}).items():
-            db.execute(
+        if raw:
+            db.executemany(
                 "INSERT INTO payloads (run_id, name, data) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data",
-                (run_id, name, data),
+                [(run_id, name, data) for name, data in raw.items()],
             )
         db.execute(
             "UPDATE runs SET status = ?, outcome = ?, reason = ?, cost_usd = ?, "

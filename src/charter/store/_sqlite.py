@@ -73,7 +73,7 @@ class SqliteStore(SqlStore):
             self._db.close()
 
     @contextmanager
-    def _transaction(self, *, pipelined: bool = False) -> Iterator[Db]:  # noqa: ARG002 - in-process
+    def _transaction(self) -> Iterator[Db]:
         with self._lock:
             # IMMEDIATE takes the write lock now, so two writers never both read a run's head
             # and then race to append after it.
