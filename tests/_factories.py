@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from charter._events import RunStarted
+from charter._events import RunFinished, RunStarted
 
 
 def started_event(tenant: str = "acme") -> RunStarted:
@@ -22,4 +22,16 @@ def started_event(tenant: str = "acme") -> RunStarted:
         autonomy="autonomous",
         task="do it",
         task_hash="t" * 64,
+    )
+
+
+def finished_event(status: str = "completed") -> RunFinished:
+    """A `run.finished` event: resolved when completed, else failed."""
+    return RunFinished(
+        status=status,  # type: ignore[arg-type]
+        outcome="resolved" if status == "completed" else "failed",
+        reason="done",
+        cost_usd=0.0,
+        prompt_tokens=0,
+        completion_tokens=0,
     )

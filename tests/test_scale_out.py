@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from click.testing import CliRunner
 
-from _factories import started_event
+from _factories import finished_event, started_event
 from charter import Agent, ControlPlane
-from charter._events import ApprovalRequested, CheckRecorded, RunFinished, RunSuspended
+from charter._events import ApprovalRequested, CheckRecorded, RunSuspended
 from charter._identity import create_agent_identity, create_human
 from charter._time import utcnow
 from charter.cli import cli
@@ -133,7 +133,7 @@ class TestClaims:
                 with guard:
                     claims[lease.run_id].append(owner)
                 # Finishing under the lease (fenced by it) makes the run not runnable.
-                node.append(lease.run_id, [_finished()], owner=owner)
+                node.append(lease.run_id, [finished_event()], owner=owner)
                 node.release_run(lease.run_id, owner=owner)
 
         members = [nodes() for _ in range(6)]
@@ -394,17 +394,6 @@ def test_tests_start_their_own_postgres_when_none_answers(tmp_path):
     url, schema_ok = done.stdout.split()
     assert not url.startswith("postgresql://postgres@127.0.0.1:1/")
     assert schema_ok == "True"
-
-
-def _finished() -> RunFinished:
-    return RunFinished(
-        status="completed",
-        outcome="resolved",
-        reason="done",
-        cost_usd=0.0,
-        prompt_tokens=0,
-        completion_tokens=0,
-    )
 
 
 def _switch() -> KillSwitch:

@@ -7,8 +7,8 @@ from contextlib import closing
 
 import pytest
 
-from _factories import started_event
-from charter._events import ModelResponded, RunFinished, ToolCompleted
+from _factories import finished_event, started_event
+from charter._events import ModelResponded, ToolCompleted
 from charter._identity import create_agent_identity
 from charter.exceptions import ConfigError, NotFoundError, SchemaVersionError, StoreError
 from charter.gate import hash_token
@@ -46,17 +46,6 @@ def _completed(cost: float) -> ToolCompleted:
     )
 
 
-def _finished(status: str = "completed") -> RunFinished:
-    return RunFinished(
-        status=status,  # type: ignore[arg-type]
-        outcome="resolved" if status == "completed" else "failed",
-        reason="done",
-        cost_usd=0.0,
-        prompt_tokens=0,
-        completion_tokens=0,
-    )
-
-
 def _switch(**scope: str) -> KillSwitch:
     return KillSwitch(**scope, reason="incident", created_by="sre", created_at="2026-01-01T00:00Z")
 
@@ -79,7 +68,7 @@ class TestRunProjection:
     def test_run_finished_sets_status_and_outcome(self, store):
         """RunFinished moves the run to its final status, outcome and reason."""
         store.start_run("run_1", started_event())
-        store.append("run_1", [_finished("failed")])
+        store.append("run_1", [finished_event("failed")])
         run = store.get_run("run_1")
         assert (run.status, run.outcome, run.reason) == ("failed", "failed", "done")
 
@@ -106,7 +95,7 @@ class TestListRuns:
         store.start_run("run_a", started_event("acme"))
         store.start_run("run_b", started_event("globex"))
         store.start_run("run_c", started_event("acme"))
-        store.append("run_c", [_finished()])
+        store.append("run_c", [finished_event()])
 
     def test_newest_first(self, store, runs):
         """Runs are listed newest first."""
@@ -128,7 +117,7 @@ class TestListRuns:
 class TestEvents:
     def test_events_roundtrip_to_typed_events(self, store):
         """Stored events come back as the same typed events, in order."""
-        written = [_model(0.01, 10, 5), _completed(0.5), _finished()]
+        written = [_model(0.01, 10, 5), _completed(0.5), finished_event()]
         store.start_run("run_1", started_event())
         store.append("run_1", written)
         stored = store.events("run_1")
@@ -138,7 +127,7 @@ class TestEvents:
     def test_events_link_by_hash(self, store):
         """Each stored event's prev_hash is the previous event's hash."""
         store.start_run("run_1", started_event())
-        store.append("run_1", [_model(0.0, 1, 1), _finished()])
+        store.append("run_1", [_model(0.0, 1, 1), finished_event()])
         stored = store.events("run_1")
         assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
 
@@ -286,15 +275,7 @@ class TestSchemaVersion:
         current = tmp_path / "current.db"
         with closing(SqliteStore(current, seal_key=KEY)) as source:
             source.start_run("run_1", started_event())
-            finished = RunFinished(
-                status="completed",
-                outcome="resolved",
-                reason="done",
-                cost_usd=0.0,
-                prompt_tokens=0,
-                completion_tokens=0,
-            )
-            source.append("run_1", [finished])
+            source.append("run_1", [finished_event()])
         old = tmp_path / "old.db"
         with closing(sqlite3.connect(old, isolation_level=None)) as db:
             db.execute("CREATE TABLE schema_version (version INTEGER)")

@@ -583,10 +583,7 @@ class SqlStore(Store):
                 "SELECT * FROM approvals WHERE request_id = ?", (request_id,)
             ).fetchone()
         if row is None:
-            raise NotFoundError(
-                f"approval request {request_id!r} does not exist",
-                hint="`charter approvals list` shows the pending requests",
-            )
+            raise _no_such_request(request_id)
         return approval_from_row(row)
 
     def decide_approval(
@@ -604,10 +601,7 @@ class SqlStore(Store):
                 "SELECT run_id FROM approvals WHERE request_id = ?", (request_id,)
             ).fetchone()
             if found is None:
-                raise NotFoundError(
-                    f"approval request {request_id!r} does not exist",
-                    hint="`charter approvals list` shows the pending requests",
-                )
+                raise _no_such_request(request_id)
             # Lock the run, then the request: the order an append (an expiry) takes them in,
             # so a vote and an expiry on one request queue up instead of deadlocking. Votes on
             # one request queue on its row, so each counts the votes before it.
@@ -775,6 +769,13 @@ class SqlStore(Store):
         with self._reading() as db:
             row = db.execute("SELECT version FROM control_version").fetchone()
         return int(row[0])
+
+
+def _no_such_request(request_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"approval request {request_id!r} does not exist",
+        hint="`charter approvals list` shows the pending requests",
+    )
 
 
 def _record_values(record: RunRecord) -> tuple[Any, ...]:
