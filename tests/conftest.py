@@ -148,7 +148,7 @@ class RawDb:
         else:
             import psycopg  # noqa: PLC0415
 
-            self.conn = psycopg.connect(getattr(store, "url"), autocommit=True)  # noqa: B009
+            self.conn = psycopg.connect(store._url, autocommit=True)  # type: ignore[attr-defined]
             self.errors = (psycopg.Error,)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:

@@ -26,7 +26,7 @@ from charter._identity import create_agent_identity, create_human
 from charter._time import utcnow
 from charter.cli import cli
 from charter.engine import Worker, Workflow
-from charter.exceptions import SchemaVersionError
+from charter.exceptions import ConfigError, SchemaVersionError, StoreError
 from charter.gate import Executor
 from charter.models import ScriptedModel
 from charter.store import KillSwitch, SqlStore, open_store
@@ -127,9 +127,12 @@ class TestClaims:
 
         def claim_all(node: SqlStore) -> None:
             owner = new_owner()
-            while lease := node.claim_run(
-                owner=owner, workflows=["testing"], now=utcnow(), lease_s=60
-            ):
+            # Until every run is done: a claim finds nothing while the others' claims hold
+            # the last rows, which is not the same as nothing being left.
+            while any(not node.get_run(r).final for r in runs):
+                lease = node.claim_run(owner=owner, workflows=["testing"], now=utcnow(), lease_s=60)
+                if lease is None:
+                    continue
                 with guard:
                     claims[lease.run_id].append(owner)
                 # Finishing under the lease (fenced by it) makes the run not runnable.
@@ -140,6 +143,8 @@ class TestClaims:
         with ThreadPoolExecutor(len(members)) as pool:
             list(pool.map(claim_all, members))
         assert {r: len(owners) for r, owners in claims.items()} == dict.fromkeys(runs, 1)
+        # The claimers passed each other: the work was shared, not served by one at a time.
+        assert len({owner for owners in claims.values() for owner in owners}) > 1
         assert all(r.ok for r in store.verify())
 
     def test_a_live_lease_on_another_host_is_respected(self, store, nodes):
@@ -333,6 +338,7 @@ class TestPropagation:
         b: PostgresStore = nodes()  # type: ignore[assignment]
         b.control_version()
         listener = b._listening()
+        listener.reconnect_s = 3600.0  # stays deaf until the test says so
         pid = listener.backend_pid
         assert pid is not None
         raw_db.execute("SELECT pg_terminate_backend(?)", (pid,))
@@ -341,6 +347,8 @@ class TestPropagation:
         before = b.control_version()
         store.engage_kill_switch(_switch())
         assert b.control_version() == before + 1  # read, not cached: no notification needed
+        assert listener.cached() is None  # and still not cached while deaf
+        listener.retry.set()
         assert listener._ready.wait(NOTICE_S), "the listener did not reconnect"
         assert listener.backend_pid not in (None, pid)
 
@@ -367,7 +375,56 @@ class TestPropagation:
         assert b.get_run("run_held").runnable
 
 
-@pytest.mark.backends("postgres")
+class TestPostgresFailures:
+    @pytest.mark.backends("postgres")
+    def test_a_worker_outlives_a_lost_connection(
+        self, store, nodes, raw_db, make_contract, toolset
+    ):
+        """The database drops a worker's connection (a restart, a failover): the worker logs
+        it, reconnects on its next call and runs the run to its end."""
+        agent = Agent.load(make_contract(), tools=toolset.tools, model=ScriptedModel([]))
+        workflow = Workflow(agent=agent, fn=lambda ctx, task: ctx.tool("record_write", {}).kind)
+        cred = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        b = nodes()
+        with b._reading() as db:  # type: ignore[attr-defined]
+            pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        # With a timeout, the call returns once the backend is gone, not once it is told.
+        assert raw_db.execute("SELECT pg_terminate_backend(?, 10000)", (pid,)).fetchone()[0]
+        starter = ControlPlane(store)
+        run_id = starter.start(workflow, credential=cred.token, tenant_id="acme", task=None)
+        starter.close()
+        done, stop = threading.Event(), threading.Event()
+        plane = ControlPlane(b, executor=Executor(sleep=lambda s: None))
+        worker = Worker(plane, [workflow], poll_s=0.01, on_result=lambda r: done.set())
+        thread = threading.Thread(target=worker.run, kwargs={"stop": stop})
+        thread.start()
+        try:
+            assert done.wait(NOTICE_S), worker.stats.to_dict()
+        finally:
+            stop.set()
+            thread.join()
+            plane.close()
+        assert worker.stats.errors == 1
+        assert store.get_run(run_id).status == "completed"
+        assert len(toolset.effects) == 1
+
+    @pytest.mark.backends("postgres")
+    def test_a_closed_store_does_not_reconnect(self, store, nodes):
+        """After close(), a call fails with StoreError instead of opening a new connection."""
+        b = nodes()
+        b.close()
+        with pytest.raises(StoreError, match="closed"):
+            b.get_run("run_x")
+
+    def test_a_malformed_url_is_a_config_error_without_the_password(self):
+        """psycopg quotes a URL it cannot parse; Charter's error must not."""
+        with pytest.raises(ConfigError) as raised:
+            open_store("postgresql://charter:s3cret-pw@[::1/charter", seal_key=KEY)
+        assert "s3cret-pw" not in str(raised.value)
+
+
 def test_tests_start_their_own_postgres_when_none_answers(tmp_path):
     """With nothing at the configured address, the test helper makes a throwaway cluster with
     initdb and pg_ctl, hands out a schema on it, and removes it at exit."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from charter.engine._result import RunResult
-from charter.exceptions import CharterError, LeaseLost
+from charter.exceptions import CharterError, LeaseLost, StoreError
 from charter.store._lease import new_owner
 
 if TYPE_CHECKING:
@@ -164,8 +164,18 @@ class Worker:
         heartbeat.start()
         try:
             while not stop.is_set():
-                self.expire_due()
-                if self.step() is not None:
+                try:
+                    self.expire_due()
+                    if self.step() is not None:
+                        continue
+                except StoreError as exc:
+                    # The database went away (a restart, a failover): what was not committed
+                    # is not done, and leases keep the runs safe. Back off and try again.
+                    _log.warning("store unavailable: %s", exc.message)
+                    self.stats.errors += 1
+                    if until_idle:
+                        break
+                    stop.wait(self.poll_s)
                     continue
                 if until_idle:
                     break

@@ -288,6 +288,7 @@ def run_demo(config: Config) -> DemoReport:
     payments, _ = _seed(config.home / "sandbox", disputes)
     workflow = billing_workflow(config)
     with Client(config) as client:
+        database = client.store.name
         for stale in client.runs(limit=10_000):
             if stale.workflow == WORKFLOW and not stale.final:
                 # Their sandbox state is gone; they must not resume against the new one.
@@ -323,7 +324,7 @@ def run_demo(config: Config) -> DemoReport:
         refunds_executed=payments.refund_count() - 1,
         foreign_refunds=foreign,
         injection_target_refunds=payments.refund_count("ch_globex_2002"),
-        database=config.database_url,
+        database=database,
         approver_token=approver_token,
     )
 

@@ -336,6 +336,8 @@ class Store(ABC):
 
     seal_key: bytes
     """The key that seals run heads; the raw-payload vault derives its keys from it."""
+    name: str
+    """Where the store is, for messages and logs; never with a password."""
 
     # --- runs and events -------------------------------------------------------------------
     @abstractmethod

@@ -20,6 +20,7 @@ notifications are per schema, so several Charter deployments can share one datab
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 import time
@@ -76,8 +77,9 @@ class PostgresStore(SqlStore):
                 database's.
         """
         super().__init__(seal_key=seal_key)
-        self.url = url
+        self._url = url  # private: it may hold the password
         self.name = _describe(url)
+        self._closed = False
         self._conn = self._connect()
         schema = self._conn.execute("SELECT current_schema()").fetchone()
         if schema is None or schema[0] is None:
@@ -86,13 +88,16 @@ class PostgresStore(SqlStore):
                 hint="create it first (CREATE SCHEMA name) or drop the search_path option",
             )
         self.schema_name: str = schema[0]
+        """The schema the store's tables are in."""
         if self.schema_name != "public":
             self.name += f" (schema {self.schema_name})"
         self.control_cache_s = control_cache_s
-        self.channel = f"charter_{self.schema_name}"[:63]
+        """The longest a cached control version is trusted."""
+        self.channel = _channel(self.schema_name)
         """The NOTIFY channel of this schema."""
         self._after_commit: list[Callable[[], None]] = []
         self._listener: _Listener | None = None
+        self._listener_lock = threading.Lock()
         try:
             self._open(upgrade=upgrade)
         except BaseException:
@@ -102,19 +107,27 @@ class PostgresStore(SqlStore):
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(
-                self.url, autocommit=True, row_factory=_named_rows, application_name="charter"
+                self._url, autocommit=True, row_factory=_named_rows, application_name="charter"
             )
         except psycopg.OperationalError as exc:
             raise StoreError(
-                f"{self.name}: cannot connect: {str(exc).strip().splitlines()[0]}",
+                f"{self.name}: cannot connect: {_first_line(exc, self._url)}",
                 hint="check that PostgreSQL is up and CHARTER_DATABASE_URL is right",
+            ) from exc
+        except psycopg.Error as exc:
+            # A malformed URL: psycopg's message would quote it, password and all.
+            raise ConfigError(
+                f"{self.name}: CHARTER_DATABASE_URL is not a valid PostgreSQL URL",
+                hint="use postgresql://user:password@host:port/dbname",
             ) from exc
 
     def close(self) -> None:
         """Stop the listener and close the connection."""
-        if self._listener is not None:
-            self._listener.stop()
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.stop()
         with self._lock:
+            self._closed = True
             self._conn.close()
 
     # --- transactions ----------------------------------------------------------------------
@@ -122,6 +135,8 @@ class PostgresStore(SqlStore):
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """The connection under the lock, reconnected if the last one broke."""
         with self._lock:
+            if self._closed:
+                raise StoreError(f"{self.name}: the store is closed")
             if self._conn.broken or self._conn.closed:
                 self._conn = self._connect()
             try:
@@ -130,7 +145,7 @@ class PostgresStore(SqlStore):
                 # A dropped connection or a server restart: nothing was committed; the caller
                 # may retry, and the next call reconnects.
                 raise StoreError(
-                    f"{self.name}: {str(exc).strip().splitlines()[0]}",
+                    f"{self.name}: {_first_line(exc, self._url)}",
                     hint="the transaction was rolled back; retry once the database answers",
                 ) from exc
 
@@ -182,9 +197,10 @@ class PostgresStore(SqlStore):
         self._after_commit.append(self._wake.set)
 
     def _listening(self) -> _Listener:
-        if self._listener is None:
-            self._listener = _Listener(self)
-        return self._listener
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = _Listener(self)
+            return self._listener
 
     def control_version(self) -> int:
         """The control version: from the listener's cache while it is connected, else read."""
@@ -213,6 +229,10 @@ class _Listener:
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
         self._stop = threading.Event()
+        self.retry = threading.Event()
+        """Set to reconnect now instead of after `reconnect_s`."""
+        self.reconnect_s = 1.0
+        """The pause before reconnecting after losing the connection."""
         self._ready = threading.Event()
         """Set while the thread is connected and listening."""
         self.lost = threading.Event()
@@ -249,6 +269,7 @@ class _Listener:
     def stop(self) -> None:
         """End the thread and its connection."""
         self._stop.set()
+        self.retry.set()
         self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
@@ -267,7 +288,8 @@ class _Listener:
                     self._conn.close()
             # Reconnect after a pause; meanwhile the gate reads the version per call and idle
             # workers poll, so nothing is missed, only later.
-            self._stop.wait(1.0)
+            self.retry.wait(self.reconnect_s)
+            self.retry.clear()
 
     @property
     def backend_pid(self) -> int | None:
@@ -276,14 +298,17 @@ class _Listener:
 
     def _listen(self) -> None:
         self._conn = psycopg.connect(
-            self._store.url, autocommit=True, application_name="charter-listen"
+            self._store._url,  # noqa: SLF001 - the listener is part of the store
+            autocommit=True,
+            application_name="charter-listen",
         )
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._store.channel)))
         # LISTEN first, then trust: anything committed before it is read from the database.
         self.invalidate()
         self.lost.clear()
-        self._ready.set()
+        # Wake before ready: whoever waits for readiness then sees (and may drain) this wake.
         self._store._wake.set()  # noqa: SLF001 - work may have arrived while we were deaf
+        self._ready.set()
         while not self._stop.is_set():
             for note in self._conn.notifies(timeout=0.5):
                 if note.payload == "control":
@@ -365,6 +390,25 @@ def _named_rows(cursor: BaseCursor[Any, Any]) -> Callable[[Sequence[Any]], _Row]
 @functools.lru_cache(maxsize=256)
 def _index(names: tuple[bytes | None, ...]) -> dict[str, int]:
     return {(name or b"").decode(): i for i, name in enumerate(names)}
+
+
+def _channel(schema: str) -> str:
+    """The schema's NOTIFY channel: an identifier of at most 63 bytes."""
+    channel = f"charter_{schema}"
+    if len(channel.encode()) <= 63:  # noqa: PLR2004 - PostgreSQL's identifier limit
+        return channel
+    return "charter_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
+
+
+def _first_line(exc: Exception, url: str) -> str:
+    """The first line of a driver error, with the URL's password masked if it appears."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        password = None
+    return text.replace(str(password), "***") if password else text
 
 
 def _describe(url: str) -> str:

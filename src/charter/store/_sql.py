@@ -104,8 +104,6 @@ class SqlStore(Store):
     _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]]
     """The driver's error for a duplicate key."""
 
-    name: str
-    """Where the store is, for messages (never with a password)."""
     schema: SchemaState
     """The schema version found at open, and the one now."""
 
@@ -220,19 +218,15 @@ class SqlStore(Store):
         ts = _now()
         record = RunRecord.starting(run_id=run_id, started=started, ts=ts)
         with self._transaction() as db:
-            exists = db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if exists:
-                raise StoreError(f"run {run_id} already exists")
-            db.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}, head_seq, head_hash, head_mac, lease_owner, "
-                f"lease_expires) VALUES ({', '.join('?' * 23)}, 0, ?, '', ?, ?)",
-                (
-                    *_record_values(record),
-                    GENESIS,
-                    owner,
-                    None if owner is None else self._clock(db) + lease_s,
-                ),
-            )
+            expires = None if owner is None else self._clock(db) + lease_s
+            try:
+                db.execute(
+                    f"INSERT INTO runs ({_RUN_COLUMNS}, head_seq, head_hash, head_mac, "
+                    f"lease_owner, lease_expires) VALUES ({', '.join('?' * 23)}, 0, ?, '', ?, ?)",
+                    (*_record_values(record), GENESIS, owner, expires),
+                )
+            except self._UNIQUE_VIOLATION as exc:
+                raise StoreError(f"run {run_id} already exists") from exc
             if owner is None:
                 self._notify(db, "runnable")
             return self._append_locked(db, run_id, [started], ts=ts, raw=raw)[0]
@@ -451,31 +445,52 @@ class SqlStore(Store):
     def claim_run(
         self, *, owner: str, workflows: Sequence[str], now: datetime, lease_s: float
     ) -> Lease | None:
-        """Lease the longest-idle runnable run of `workflows`, if any."""
+        """Lease the longest-idle runnable run of `workflows`, if any.
+
+        First a run no one holds (or whose lease ran out), taking one row and skipping rows
+        other claimers or appenders have locked; failing that, a run held by a process on this
+        host that is gone, taken by compare-and-set on its dead owner.
+        """
         if not workflows:
             return None
         marks = ", ".join("?" * len(workflows))
+        runnable = f"runnable = 1 AND workflow IN ({marks}) AND (wake_at IS NULL OR wake_at <= ?)"
         with self._transaction() as db:
             clock = self._clock(db)
-            rows = db.execute(
-                "SELECT run_id, workflow, lease_owner, lease_expires FROM runs "
-                f"WHERE runnable = 1 AND workflow IN ({marks}) "
-                "AND (wake_at IS NULL OR wake_at <= ?) "
-                "AND (lease_owner IS NULL OR lease_expires < ? OR lease_owner LIKE ?) "
-                f"ORDER BY lease_owner IS NOT NULL, updated_at LIMIT 64{self._SKIP_LOCKED}",
-                (*workflows, iso(now), clock, owner.partition("/")[0] + "/%"),
-            ).fetchall()
-            for row in rows:
-                holder = row["lease_owner"]
-                live = holder is not None and row["lease_expires"] >= clock
-                if live and (holder == owner or not lease_is_dead(holder)):
-                    continue
-                db.execute(
-                    "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ?",
-                    (owner, clock + lease_s, row["run_id"]),
+            row = db.execute(
+                f"SELECT run_id, workflow FROM runs WHERE {runnable} "
+                "AND (lease_owner IS NULL OR lease_expires < ?) "
+                f"ORDER BY updated_at LIMIT 1{self._SKIP_LOCKED}",
+                (*workflows, iso(now), clock),
+            ).fetchone()
+            taken = None if row is None else (row["run_id"], row["workflow"], None)
+            if taken is None:
+                held_here = db.execute(
+                    f"SELECT run_id, workflow, lease_owner FROM runs WHERE {runnable} "
+                    "AND lease_owner LIKE ? AND lease_owner != ? LIMIT 64",
+                    (*workflows, iso(now), owner.partition("/")[0] + "/%", owner),
+                ).fetchall()
+                taken = next(
+                    (
+                        (r["run_id"], r["workflow"], r["lease_owner"])
+                        for r in held_here
+                        if lease_is_dead(r["lease_owner"])
+                    ),
+                    None,
                 )
-                return Lease(run_id=row["run_id"], workflow=row["workflow"], owner=owner)
-        return None
+            if taken is None:
+                return None
+            run_id, workflow, dead = taken
+            # The free row is locked (or the whole file is, on SQLite); the dead worker's row
+            # is not, so it is taken only if it is still the dead worker's.
+            fence, params = ("", ()) if dead is None else (" AND lease_owner = ?", (dead,))
+            cursor = db.execute(
+                f"UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ?{fence}",
+                (owner, clock + lease_s, run_id, *params),
+            )
+            if cursor.rowcount == 0:
+                return None  # another node took the dead worker's run first
+        return Lease(run_id=run_id, workflow=workflow, owner=owner)
 
     def renew_leases(self, *, owner: str, lease_s: float) -> int:
         """Extend every lease `owner` holds."""

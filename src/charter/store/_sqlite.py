@@ -47,7 +47,8 @@ class SqliteStore(SqlStore):
             upgrade: Apply pending migrations (the default); `verify_only` is its opposite.
         """
         super().__init__(seal_key=seal_key)
-        self.path = self.name = str(path)
+        self.path = str(path)
+        self.name = f"sqlite://{self.path}"
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN ourselves, so every transaction is explicit.
