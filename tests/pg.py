@@ -36,6 +36,7 @@ def server() -> str:
     return _throwaway()
 
 
+@cache
 def database_url() -> str:
     """The tests' database on `server()`, created once (races between workers are fine)."""
     base = server()

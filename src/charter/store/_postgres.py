@@ -197,6 +197,10 @@ class PostgresStore(SqlStore):
         self._after_commit.append(self._wake.set)
 
     def _listening(self) -> _Listener:
+        # Every gate call comes here: take the lock only the first time.
+        listener = self._listener
+        if listener is not None:
+            return listener
         with self._listener_lock:
             if self._listener is None:
                 self._listener = _Listener(self)

@@ -378,18 +378,12 @@ class SqlStore(Store):
         self, *, limit: int = 50, tenant_id: str | None = None, status: str | None = None
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered."""
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE 1 = 1"
-        params: list[Any] = []
-        if tenant_id is not None:
-            sql += " AND tenant_id = ?"
-            params.append(tenant_id)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
-        sql += " ORDER BY started_at DESC, run_id LIMIT ?"
-        params.append(limit)
+        where, params = _where(tenant_id=tenant_id, status=status)
         with self._reading() as db:
-            rows = db.execute(sql, params).fetchall()
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY started_at DESC, run_id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
         return [_record_from_row(r) for r in rows]
 
     def verify(self, run_id: str | None = None) -> list[ChainReport]:
@@ -579,16 +573,11 @@ class SqlStore(Store):
         self, *, status: str | None = "pending", run_id: str | None = None
     ) -> list[ApprovalRecord]:
         """Approval requests, oldest first."""
-        sql = "SELECT * FROM approvals WHERE 1 = 1"
-        params: list[str] = []
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
-        if run_id is not None:
-            sql += " AND run_id = ?"
-            params.append(run_id)
+        where, params = _where(status=status, run_id=run_id)
         with self._reading() as db:
-            rows = db.execute(sql + " ORDER BY requested_at, request_id", params).fetchall()
+            rows = db.execute(
+                f"SELECT * FROM approvals{where} ORDER BY requested_at, request_id", params
+            ).fetchall()
         return [approval_from_row(r) for r in rows]
 
     def get_approval(self, request_id: str) -> ApprovalRecord:
@@ -784,6 +773,17 @@ class SqlStore(Store):
         with self._reading() as db:
             row = db.execute("SELECT version FROM control_version").fetchone()
         return int(row[0])
+
+
+def _where(**equal: str | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause matching each column given a value (None: any), and its parameters.
+
+    The column names are the caller's keyword names, never input.
+    """
+    given = {column: value for column, value in equal.items() if value is not None}
+    if not given:
+        return "", ()
+    return " WHERE " + " AND ".join(f"{c} = ?" for c in given), tuple(given.values())
 
 
 def _no_such_request(request_id: str) -> NotFoundError:
