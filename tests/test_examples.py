@@ -39,7 +39,11 @@ def _run_deploy(store: SqliteStore, tmp_path: Path, now: datetime, *turns: Scrip
         model=ScriptedModel([*turns, ScriptedTurn.say("done")]),
     )
     token = create_agent_identity(
-        store, agent="deploy-agent", workflow="deploy-gate", tenant_id="platform"
+        store,
+        agent="deploy-agent",
+        workflow="deploy-gate",
+        tenant_id="platform",
+        environment="prod",
     ).token
     plane = ControlPlane(store, clock=lambda: now)
     try:
@@ -124,7 +128,11 @@ class TestSupportMacros:
             ),
         )
         token = create_agent_identity(
-            store, agent="support-macro-agent", workflow="support-macro", tenant_id="acme"
+            store,
+            agent="support-macro-agent",
+            workflow="support-macro",
+            tenant_id="acme",
+            environment="prod",
         ).token
         plane = ControlPlane(store)
         try:

@@ -26,8 +26,10 @@ STAGES = [
     "grant",
     "schema",
     "policy",
+    "rate_limit",
     "budget",
     "verifiers",
+    "verifier",
     "approval",
 ]
 """The decision stages, in the order the gate runs them."""
@@ -103,12 +105,26 @@ class TestDenied:
         return decision
 
     def test_kill_switch(self, build, run, store, toolset):
-        """An engaged kill switch for the tenant denies at kill_switch."""
+        """A kill switch engaged for the tenant stops a run before its first model call."""
         store.engage_kill_switch(
             KillSwitch(tenant_id="acme", reason="incident", created_by="sre", created_at="now")
         )
-        decision = self._denied(run(build(call("record_write"))), "kill_switch")
+        result = run(build(call("record_write")))
+        assert (result.status, result.outcome, result.decisions) == ("cancelled", "killed", [])
+        assert "incident" in result.reason
+        assert toolset.effects == []
+
+    def test_kill_switch_on_a_tool_denies_on_record_and_ends_the_run(
+        self, build, run, store, toolset
+    ):
+        """A kill switch on the tool denies the call at kill_switch, then ends the run killed."""
+        store.engage_kill_switch(
+            KillSwitch(tool="record_write", reason="incident", created_by="sre", created_at="now")
+        )
+        result = run(build(call("record_write")))
+        decision = self._denied(result, "kill_switch")
         assert "incident" in decision.reason
+        assert (result.status, result.outcome) == ("cancelled", "killed")
         assert toolset.effects == []
 
     def test_kill_switch_for_another_tool_does_not_stop(self, build, run, store):

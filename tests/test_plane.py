@@ -23,6 +23,9 @@ class ExplodingModel:
     def respond(self, messages: list[Message], tools: list[ToolSpec]) -> Any:
         raise ConnectionResetError("peer reset")
 
+    def estimate_usd(self, messages: list[Message], tools: list[ToolSpec]) -> float:
+        return 0.0
+
 
 @pytest.fixture
 def plane(store: SqliteStore):

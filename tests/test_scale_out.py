@@ -235,8 +235,8 @@ class TestBudgetsAcrossNodes:
         self, store, nodes, make_contract, contract_data, toolset
     ):
         """A run with a $0.05 budget makes $0.01 calls, sleeping between them, so every step
-        may be resumed by another of four workers: exactly five calls are allowed, the rest
-        denied by the budget, and the run's recorded cost is the budget."""
+        may be resumed by another of four workers: exactly five calls are allowed, the sixth is
+        denied by the budget and ends the run, and the run's recorded cost is the budget."""
         agent = Agent.load(
             make_contract({**contract_data, "budget": {"per_run_usd": 0.05}}),
             tools=toolset.tools,
@@ -270,11 +270,11 @@ class TestBudgetsAcrossNodes:
             list(pool.map(work, [nodes() for _ in range(4)]))
 
         record = store.get_run(run_id)
-        assert record.status == "completed"
+        assert (record.status, record.outcome) == ("failed", "budget_exceeded")
         assert len(toolset.effects) == 5
         assert round(record.cost_usd, 6) == 0.05
         denied = [e.payload for e in store.events(run_id) if e.kind == "gate.decided"]
-        assert [d["decision"] for d in denied].count("denied") == 5
+        assert [d["decision"] for d in denied].count("denied") == 1
 
 
 class TestConcurrentAppends:

@@ -285,7 +285,9 @@ class TestSchemaVersion:
                 db.execute("INSERT INTO schema_version VALUES (?)", (version,))
             db.execute("ATTACH DATABASE ? AS src", (str(current),))
             for table in ("runs", "events", "payloads"):
-                db.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
+                # The columns of the old table: later migrations added more.
+                columns = ", ".join(r[1] for r in db.execute(f"PRAGMA main.table_info({table})"))
+                db.execute(f"INSERT INTO {table} SELECT {columns} FROM src.{table}")
             db.execute("DETACH DATABASE src")
         with closing(SqliteStore(old, seal_key=KEY)) as upgraded:
             assert [(r.run_id, r.ok, r.events_checked) for r in upgraded.verify()] == [

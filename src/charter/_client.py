@@ -12,7 +12,7 @@ from charter._events import ApprovalDecided
 from charter._export import run_record
 from charter._identity import IssuedCredential, create_agent_identity, create_human
 from charter._time import utcnow
-from charter.exceptions import ApprovalRefused, CredentialError, UserError
+from charter.exceptions import ApprovalRefused, CredentialError, NotFoundError, UserError
 from charter.gate import hash_token
 from charter.privacy import redact_text
 from charter.store import KillSwitch, open_store
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from charter.store import (
         ApprovalRecord,
         ChainReport,
+        ControlEntry,
         IdentityRecord,
         RunRecord,
         Store,
@@ -167,11 +168,15 @@ class Client:
 
     # --- identities ---------------------------------------------------------------------------
     def create_agent_identity(
-        self, *, agent: str, workflow: str, tenant_id: str
+        self, *, agent: str, workflow: str, tenant_id: str, environment: str = "dev"
     ) -> IssuedCredential:
-        """Issue an agent identity; the returned token is shown once."""
+        """Issue an agent identity for one environment; the returned token is shown once."""
         return create_agent_identity(
-            self.store, agent=agent, workflow=workflow, tenant_id=tenant_id
+            self.store,
+            agent=agent,
+            workflow=workflow,
+            tenant_id=tenant_id,
+            environment=environment,
         )
 
     def create_human(self, *, name: str, roles: Sequence[str]) -> IssuedCredential:
@@ -192,35 +197,77 @@ class Client:
         *,
         reason: str,
         by: str,
+        token: str | None,
         agent: str | None = None,
         workflow: str | None = None,
         tenant_id: str | None = None,
         tool: str | None = None,
     ) -> KillSwitch:
-        """Engage a kill switch: every matching call is denied from the next gate check on."""
+        """Engage a kill switch as operator `by`; it reaches every node at its next gate check.
+
+        Raises:
+            CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
+            UserError: No scope was given.
+        """
         if not any((agent, workflow, tenant_id, tool)):
             raise UserError(
                 "a kill switch needs a scope", hint="name a workflow, tenant, tool or agent"
             )
+        operator = self.authenticate(by, token, role="operator")
         switch = KillSwitch(
             agent=agent,
             workflow=workflow,
             tenant_id=tenant_id,
             tool=tool,
-            reason=reason,
-            created_by=by,
+            reason=_checked_reason(reason),
+            created_by=operator.name,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self.store.engage_kill_switch(switch)
         return switch
 
-    def unkill(self, key: str) -> bool:
-        """Release a kill switch by its key; False if none was engaged."""
-        return self.store.release_kill_switch(key)
+    def unkill(
+        self,
+        *,
+        reason: str,
+        by: str,
+        token: str | None,
+        agent: str | None = None,
+        workflow: str | None = None,
+        tenant_id: str | None = None,
+        tool: str | None = None,
+    ) -> KillSwitch:
+        """Release the kill switch of exactly this scope as operator `by`; paused runs resume.
+
+        Raises:
+            CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
+            NotFoundError: No kill switch of this scope is engaged.
+        """
+        operator = self.authenticate(by, token, role="operator")
+        scope = KillSwitch(
+            agent=agent,
+            workflow=workflow,
+            tenant_id=tenant_id,
+            tool=tool,
+            reason=_checked_reason(reason),
+            created_by=operator.name,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        if not self.store.release_kill_switch(scope.key, by=operator.name, reason=scope.reason):
+            engaged = ", ".join(s.key for s in self.store.kill_switches()) or "none"
+            raise NotFoundError(
+                f"no kill switch is engaged for {scope.key}",
+                hint=f"engaged: {engaged}; give the same scope options as `charter kill` did",
+            )
+        return scope
 
     def kill_switches(self) -> list[KillSwitch]:
         """Engaged kill switches."""
         return self.store.kill_switches()
+
+    def control_log(self) -> list[ControlEntry]:
+        """Every kill and unkill, oldest first."""
+        return self.store.control_log()
 
 
 _MAX_REASON = 500

@@ -33,12 +33,18 @@ __all__ = [
     "ApprovalTier",
     "Autonomy",
     "Budget",
+    "Cache",
     "Contract",
     "Effect",
     "Environment",
+    "EnvironmentSection",
     "PolicyFiles",
+    "RateLimit",
+    "RouteRule",
+    "Routing",
     "Timeouts",
     "ToolGrant",
+    "Verifier",
     "load_contract",
 ]
 
@@ -142,10 +148,138 @@ class ToolGrant(_Strict):
 
 
 class Budget(_Strict):
-    """Spend limits; `None` means unlimited."""
+    """Spend caps in USD; `None` means unlimited.
+
+    The day caps are shared by every run on the store: before a model or tool call its estimated
+    cost is reserved against them in the store, and settled at its real cost afterwards, so
+    concurrent runs on any number of workers cannot overspend them together.
+    """
 
     per_run_usd: float | None = Field(default=None, ge=0)
     """Total model and tool cost one run may reach."""
+    per_workflow_day_usd: float | None = Field(default=None, ge=0)
+    """What all runs of this workflow may spend in one UTC day, every tenant together."""
+    per_tenant_day_usd: float | None = Field(default=None, ge=0)
+    """What all runs for one tenant may spend in one UTC day, every workflow together."""
+    on_exceeded: Literal["stop", "degrade", "escalate"] = "stop"
+    """What a call that would pass a cap does: `stop` ends the run (budget_exceeded);
+    `degrade` switches model calls to the contract's small model (`routing.small_model`) and
+    stops when even that does not fit; `escalate` holds the call for an approval to go on
+    (tier `escalate_tier`)."""
+    escalate_tier: str | None = None
+    """The approval tier that may let a run go past its budget (with `on_exceeded: escalate`)."""
+
+    @property
+    def capped(self) -> bool:
+        """Whether any cap is set."""
+        return any(
+            cap is not None
+            for cap in (self.per_run_usd, self.per_workflow_day_usd, self.per_tenant_day_usd)
+        )
+
+
+_RATE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*/\s*(?P<unit>s|m|h|d)$")
+
+
+class RateLimit(_Strict):
+    """A token bucket per (workflow, tenant, tool), shared by every worker on the store."""
+
+    tool: str
+    """A granted tool, or `*` for each tool (every tool gets its own bucket)."""
+    rate: str
+    """Sustained calls per period: '10/s', '30/m', '500/h', '1000/d'."""
+    burst: int | None = Field(default=None, ge=1)
+    """How many calls may come at once; by default the calls of one period (at least 1)."""
+    on_limit: Literal["wait", "deny"] = "deny"
+    """`wait` holds the call until a token is due (up to `max_wait`), then denies."""
+    max_wait: Seconds = 30.0
+    """The longest `wait` holds a call (YAML accepts '30s')."""
+
+    _duration = field_validator("max_wait", mode="before")(_parse_duration)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_parses(cls, value: str) -> str:
+        if _RATE.match(value.strip()) is None:
+            msg = f"a rate like '10/s', '30/m', '500/h' or '1000/d', got {value!r}"
+            raise ValueError(msg)
+        return value.strip()
+
+    @property
+    def per_second(self) -> float:
+        """Tokens added per second."""
+        match = _RATE.match(self.rate)
+        assert match is not None  # noqa: S101 - validated on load
+        return float(match["n"]) / _SECONDS[match["unit"]]
+
+    @property
+    def capacity(self) -> float:
+        """The bucket's size."""
+        if self.burst is not None:
+            return float(self.burst)
+        match = _RATE.match(self.rate)
+        assert match is not None  # noqa: S101
+        return max(1.0, float(match["n"]))
+
+
+class RouteRule(_Strict):
+    """Model steps that go to the small model. Every key given must match."""
+
+    step: str | None = None
+    """A model step's label, as the workflow names it: `ctx.model(..., label="triage")`."""
+    after_tool: str | None = None
+    """A model step that reads the result of this tool (the step just before it)."""
+
+
+class Routing(_Strict):
+    """Which model answers which step: the agent's model by default, the small one by rule."""
+
+    small_model: str | None = None
+    """The small model's name, as the agent's `small_model` reports it (checked on load)."""
+    small_for: list[RouteRule] = Field(default_factory=list)
+    """Rules sending a model step to the small model."""
+    escalate_below: float | None = Field(default=None, gt=0, le=1)
+    """A small-model answer with confidence below this is asked again of the agent's model."""
+
+
+class Cache(_Strict):
+    """Stable artifacts kept by content hash, per tenant: a hit costs nothing and is recorded."""
+
+    ttl: Seconds = 3600.0
+    """How long an artifact stays fresh (YAML accepts '1h')."""
+    steps: list[str] = Field(default_factory=list)
+    """Model step labels whose answers (structured outputs) may be reused."""
+    tools: list[str] = Field(default_factory=list)
+    """Read tools whose results (retrievals, lookups) may be reused."""
+
+    _duration = field_validator("ttl", mode="before")(_parse_duration)
+
+
+class Verifier(_Strict):
+    """The independent verifier: a second model that judges action proposals of chosen tools.
+
+    Its verdict is one more check. It can deny or hold a call for approval, never allow one
+    that policy denied or held: it only tightens.
+    """
+
+    tools: list[str] = Field(min_length=1)
+    """The sensitive tools whose proposals the verifier judges."""
+    model: str
+    """The verifier model's name, as the agent's `verifier` reports it; must differ from the
+    acting model (checked on load)."""
+    tier: str
+    """The approval tier an `escalate` verdict (or a verifier failure) holds the call for."""
+
+
+class EnvironmentSection(_Strict):
+    """What differs in one environment: limits and how long its data is kept."""
+
+    budget: Budget | None = None
+    """Replaces the contract's budget in this environment."""
+    rate_limits: list[RateLimit] | None = None
+    """Replace the contract's rate limits in this environment."""
+    retention: Literal["short", "standard", "long"] = "standard"
+    """The retention class of this environment's runs."""
 
 
 class Timeouts(_Strict):
@@ -184,7 +318,19 @@ class Contract(_Strict):
     autonomy: Autonomy = Autonomy.AUTONOMOUS
     max_turns: int = Field(default=12, ge=1, le=1000)
     """Model turns after which the run stops as failed."""
+    on_kill: Literal["stop", "pause"] = "stop"
+    """What a run in flight does when a kill switch matches it: `stop` ends it (outcome killed);
+    `pause` suspends it until the switch is released."""
     budget: Budget = Field(default_factory=Budget)
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+    routing: Routing = Field(default_factory=Routing)
+    cache: Cache = Field(default_factory=Cache)
+    verifier: Verifier | None = None
+    environments: dict[Environment, EnvironmentSection] = Field(default_factory=dict)
+    """Per-environment limits and retention; the section of the contract's `environment`
+    applies (see `for_environment`)."""
+    prices: str | None = None
+    """A price table file (relative to the contract) pricing the agent's models."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
     policy: PolicyFiles
     approval_tiers: dict[str, ApprovalTier] = Field(default_factory=dict)
@@ -215,7 +361,76 @@ class Contract(_Strict):
                 # Irreversible effects are never one-click: the contract must say who signs.
                 msg = f"tools.{name} is irreversible and needs an approval tier (approval: ...)"
                 raise ValueError(msg)
+        self._check_budgets()
+        self._check_named_tools()
         return self
+
+    def _check_budgets(self) -> None:
+        budgets = [("budget", self.budget)] + [
+            (f"environments.{env.value}.budget", section.budget)
+            for env, section in self.environments.items()
+            if section.budget is not None
+        ]
+        for where, budget in budgets:
+            if budget.on_exceeded == "degrade" and self.routing.small_model is None:
+                msg = f"{where}.on_exceeded 'degrade' needs routing.small_model to degrade to"
+                raise ValueError(msg)
+            if budget.on_exceeded == "escalate" and budget.escalate_tier not in self.approval_tiers:
+                msg = f"{where}.on_exceeded 'escalate' needs escalate_tier: a defined tier"
+                raise ValueError(msg)
+
+    def _check_named_tools(self) -> None:
+        rules = [("rate_limits", r) for r in self.rate_limits] + [
+            (f"environments.{env.value}.rate_limits", r)
+            for env, section in self.environments.items()
+            for r in section.rate_limits or []
+        ]
+        named: list[tuple[str, str | None]] = [(w, r.tool) for w, r in rules if r.tool != "*"]
+        named += [("cache.tools", t) for t in self.cache.tools]
+        named += [("routing.small_for.after_tool", r.after_tool) for r in self.routing.small_for]
+        if self.verifier is not None:
+            named += [("verifier.tools", t) for t in self.verifier.tools]
+            if self.verifier.tier not in self.approval_tiers:
+                msg = f"verifier.tier names unknown tier {self.verifier.tier!r}"
+                raise ValueError(msg)
+        for where, tool in named:
+            if tool is not None and tool not in self.tools:
+                msg = f"{where} names {tool!r}, which is not granted"
+                raise ValueError(msg)
+        for tool in self.cache.tools:
+            if self.tools[tool].effect is not Effect.READ:
+                # Reusing a write's result would skip the write: only reads are cacheable.
+                msg = f"cache.tools: {tool} is a {self.tools[tool].effect.value} tool; only reads"
+                raise ValueError(msg)
+
+    def for_environment(self, environment: Environment | str) -> Contract:
+        """This contract as it applies in `environment`: that section's limits in force.
+
+        Raises:
+            ContractError: The environment is not one Charter knows.
+        """
+        try:
+            env = Environment(environment)
+        except ValueError:
+            known = ", ".join(e.value for e in Environment)
+            raise ContractError(
+                f"unknown environment {environment!r}", hint=f"one of {known}"
+            ) from None
+        section = self.environments.get(env)
+        changes: dict[str, object] = {"environment": env}
+        if section is not None and section.budget is not None:
+            changes["budget"] = section.budget
+        if section is not None and section.rate_limits is not None:
+            changes["rate_limits"] = section.rate_limits
+        derived = self.model_copy(update=changes)
+        derived._source = self._source  # noqa: SLF001 - same file, another view of it
+        return derived
+
+    @property
+    def retention(self) -> str:
+        """The retention class of the contract's environment."""
+        section = self.environments.get(self.environment)
+        return section.retention if section is not None else "standard"
 
     def autonomy_for(self, tool: str) -> Autonomy:
         """The autonomy stage that applies to `tool`."""

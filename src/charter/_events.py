@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 __all__ = [
+    "OUTCOMES",
+    "SUCCESSFUL_OUTCOMES",
     "ApprovalDecided",
     "ApprovalExpired",
     "ApprovalRequested",
@@ -40,8 +42,10 @@ CheckName = Literal[
     "grant",
     "schema",
     "policy",
+    "rate_limit",
     "budget",
     "verifiers",
+    "verifier",
     "approval",
     "execute",
     "output",
@@ -110,6 +114,12 @@ class ModelResponded(_Event):
     completion_tokens: int
     cost_usd: float
     latency_ms: float
+    purpose: Literal["act", "verify"] = "act"
+    """`verify`: the independent verifier judging an action proposal (verification cost)."""
+    cached: bool = False
+    """Answered from the artifact cache: no provider call, zero cost."""
+    route: str | None = None
+    """The contract's routing rule that picked the model, if one did."""
 
 
 class ToolProposed(_Event):
@@ -268,9 +278,31 @@ class ToolCompleted(_Event):
 
 
 Outcome = Literal[
-    "resolved", "escalated", "failed", "budget_exceeded", "killed", "abandoned", "pending"
+    "resolved",
+    "deflected",
+    "escalated",
+    "failed",
+    "budget_exceeded",
+    "killed",
+    "abandoned",
+    "pending",
 ]
-"""How a run ended: `abandoned` when cancelled; `pending` while it waits for a human."""
+"""How a run ended; see `OUTCOMES`. `pending` while it waits for a human."""
+
+OUTCOMES: dict[str, str] = {
+    "resolved": "the agent did the work itself",
+    "deflected": "the need was met without the work (answered, redirected, self-served)",
+    "escalated": "handed to a human to finish",
+    "failed": "ended by an error",
+    "budget_exceeded": "stopped by a spend cap",
+    "killed": "stopped by a kill switch",
+    "abandoned": "cancelled by an operator",
+}
+"""The outcome taxonomy: every final outcome and what it means. `resolved` and `deflected`
+are the successful ones."""
+
+SUCCESSFUL_OUTCOMES = frozenset({"resolved", "deflected"})
+"""Outcomes that count as a unit of work bought, for cost per outcome."""
 
 
 class RunFinished(_Event):

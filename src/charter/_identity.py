@@ -45,9 +45,12 @@ def _now() -> str:
 
 
 def create_agent_identity(
-    store: Store, *, agent: str, workflow: str, tenant_id: str
+    store: Store, *, agent: str, workflow: str, tenant_id: str, environment: str = "dev"
 ) -> IssuedCredential:
-    """Issue the one active identity for (agent, workflow, tenant)."""
+    """Issue the one active identity for (agent, workflow, tenant) in `environment`.
+
+    The credential acts only in that environment: the gate refuses a dev credential in prod.
+    """
     return _issue(
         store,
         IdentityRecord(
@@ -58,6 +61,7 @@ def create_agent_identity(
             workflow=workflow,
             tenant_id=tenant_id,
             created_at=_now(),
+            environment=environment,
         ),
     )
 

@@ -36,6 +36,7 @@ from charter.engine import (
 from charter.exceptions import CharterError, CredentialError, LeaseLost, StateError
 from charter.gate import Executor, Gate, RunState, hash_token
 from charter.privacy import Vault, redact_text
+from charter.store import ReleaseRun
 from charter.store._lease import new_owner
 
 if TYPE_CHECKING:
@@ -209,7 +210,9 @@ class ControlPlane:
         )
         try:
             # Inside: an input that does not open fails this run on record, not the worker.
-            finish = _outcome(workflow.fn(ctx, loaded.task(self.vault)))
+            task = loaded.task(self.vault)
+            state.task = redact_text(task if isinstance(task, str) else repr(task))
+            finish = _outcome(workflow.fn(ctx, task))
         except Suspend as wait:
             return self._suspend(ctx, wait)
         except Stop as stop:
@@ -249,7 +252,8 @@ class ControlPlane:
             completion_tokens=record.completion_tokens,
             code=finish.code,
         )
-        state.append(self.store, [event])
+        # Whatever the run still holds reserved against shared budgets goes back with its end.
+        state.append(self.store, [event], charges=[ReleaseRun(run_id=run_id)])
         return _result(self.store.get_run(run_id), decisions)
 
     # --- approvals that nobody decided ---------------------------------------------------------

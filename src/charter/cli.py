@@ -15,9 +15,12 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from charter._cli_assess import assess_command, lint_command
 from charter._cli_common import config_of, console, emit_json, handled, json_option
 from charter._cli_db import db
 from charter._cli_durable import approvals, explain, replay, runs_cancel, worker
+from charter._cli_kill import kill, kill_switches, unkill
+from charter._cli_report import report
 from charter._client import Client
 from charter._contract import load_contract
 from charter.exceptions import UserError
@@ -224,6 +227,14 @@ def identity() -> None:
 @click.option("--agent", help="Agent name (with --workflow and --tenant).")
 @click.option("--workflow")
 @click.option("--tenant")
+@click.option(
+    "--env",
+    "environment",
+    type=click.Choice(["dev", "staging", "prod"]),
+    default="dev",
+    show_default=True,
+    help="The environment an agent credential may act in.",
+)
 @click.option("--human", help="Create a human principal with this name instead.")
 @click.option("--role", "roles", multiple=True, help="approver, operator or auditor (repeatable).")
 @json_option
@@ -234,6 +245,7 @@ def identity_create(
     agent: str | None,
     workflow: str | None,
     tenant: str | None,
+    environment: str,
     human: str | None,
     roles: tuple[str, ...],
     as_json: bool,
@@ -243,7 +255,9 @@ def identity_create(
         if human:
             issued = client.create_human(name=human, roles=roles)
         elif agent and workflow and tenant:
-            issued = client.create_agent_identity(agent=agent, workflow=workflow, tenant_id=tenant)
+            issued = client.create_agent_identity(
+                agent=agent, workflow=workflow, tenant_id=tenant, environment=environment
+            )
         else:
             raise UserError(
                 "say who the identity is for",
@@ -413,6 +427,12 @@ cli.add_command(db)
 cli.add_command(worker)
 cli.add_command(replay)
 cli.add_command(explain)
+cli.add_command(kill)
+cli.add_command(unkill)
+cli.add_command(kill_switches)
+cli.add_command(report)
+cli.add_command(assess_command)
+contract.add_command(lint_command)
 runs.add_command(runs_cancel)
 
 

@@ -6,6 +6,7 @@ The tree::
     ├── UserError                 misuse: fix the input and try again
     │   ├── ConfigError           bad settings or database URL
     │   ├── ContractError         a contract file that does not validate
+    │   ├── AssessmentError       an autonomy assessment file that does not validate
     │   ├── PolicyLoadError       a Cedar policy or schema that does not parse or validate
     │   ├── PolicyTestError       a malformed policy test table
     │   ├── ToolDefinitionError   a tool declared inconsistently
@@ -20,6 +21,11 @@ The tree::
     │   ├── ToolTimeoutError      the tool did not answer within its timeout (retryable)
     │   ├── ToolOutputInvalid     the tool answered with data its output model rejects
     │   ├── ModelError            the model failed or answered with something unusable
+    │   │   ├── ModelRateLimited  the provider kept answering 429
+    │   │   └── ModelUnavailable  the provider failed (5xx, timeout, connection)
+    │   ├── LimitReached          a shared budget or rate limit refused a charge; nothing written
+    │   │   ├── BudgetExceeded    a spend cap would be passed
+    │   │   └── RateLimited       a token bucket is empty
     │   └── NonDeterminismError   a resumed workflow asked for another step than the log's
     └── StoreError                the event store is unreachable, or corrupt
         ├── LeaseLost             a worker wrote after another claimed its run; nothing written
@@ -36,17 +42,23 @@ from typing import ClassVar
 
 __all__ = [
     "ApprovalRefused",
+    "AssessmentError",
+    "BudgetExceeded",
     "CharterError",
     "ConfigError",
     "ContractError",
     "CredentialError",
     "LeaseLost",
+    "LimitReached",
     "ModelError",
+    "ModelRateLimited",
+    "ModelUnavailable",
     "NonDeterminismError",
     "NotFoundError",
     "PermanentToolError",
     "PolicyLoadError",
     "PolicyTestError",
+    "RateLimited",
     "RetryableToolError",
     "RunError",
     "SchemaOutdated",
@@ -105,6 +117,12 @@ class ContractError(UserError):
     """A contract file that does not validate; the message names file, key path and expectation."""
 
     code = "contract_invalid"
+
+
+class AssessmentError(UserError):
+    """An assessment file that does not validate; the message names file, key path and problem."""
+
+    code = "assessment_invalid"
 
 
 class PolicyLoadError(UserError):
@@ -207,6 +225,66 @@ class ModelError(RunError):
     """The model failed or produced something that cannot be used (unknown tool, bad JSON)."""
 
     code = "model_error"
+
+
+class ModelRateLimited(ModelError):
+    """The provider kept answering 429 (rate limited) after the SDK's retries."""
+
+    code = "model_rate_limited"
+
+
+class ModelUnavailable(ModelError):
+    """The provider failed (a 5xx, a timeout or a refused connection) after the SDK's retries."""
+
+    code = "model_unavailable"
+
+
+class LimitReached(RunError):
+    """A shared limit refused a charge; the append that carried it wrote nothing.
+
+    The gate catches it and judges the call again knowing the limit, so a workflow sees a
+    `Denied` decision (or a held or stopped run), never this error.
+    """
+
+    code = "limit_reached"
+
+    def __init__(self, message: str, *, scope: str, hint: str | None = None) -> None:
+        """Name the limit (`scope`) that refused."""
+        super().__init__(message, hint=hint)
+        self.scope = scope
+
+
+class BudgetExceeded(LimitReached):
+    """A spend cap (per run, per workflow per day, per tenant per day) would be passed."""
+
+    code = "budget_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str,
+        cap_usd: float,
+        committed_usd: float,
+        hint: str | None = None,
+    ) -> None:
+        """Say which cap, and how much of it is spent or reserved already."""
+        super().__init__(message, scope=scope, hint=hint)
+        self.cap_usd = cap_usd
+        self.committed_usd = committed_usd
+
+
+class RateLimited(LimitReached):
+    """A token bucket is empty; `retry_after_s` says when the next token is due."""
+
+    code = "rate_limited"
+
+    def __init__(
+        self, message: str, *, scope: str, retry_after_s: float, hint: str | None = None
+    ) -> None:
+        """Say which bucket and when it has a token again."""
+        super().__init__(message, scope=scope, hint=hint)
+        self.retry_after_s = retry_after_s
 
 
 class NonDeterminismError(RunError):

@@ -26,10 +26,11 @@ from charter._events import (
     ToolCallSpec,
 )
 from charter._time import iso
-from charter.exceptions import CharterError, NonDeterminismError
-from charter.gate import input_hash
+from charter.exceptions import BudgetExceeded, CharterError, NonDeterminismError
+from charter.gate import budget_caps, input_hash
 from charter.models import Message, ModelResponse, ToolSpec, Usage
 from charter.privacy import redact, redact_text
+from charter.store import Reserve, Settle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
     from charter._agent import Agent
     from charter.engine._history import History, StepRecord
     from charter.gate import Gate, RunState
+    from charter.models import Model
     from charter.privacy import Vault
-    from charter.store import Store
+    from charter.store import Charge, Store
 
 __all__ = ["Context", "Finish", "RunContext", "Stop", "Suspend"]
 
@@ -51,7 +53,9 @@ class Finish:
     """What a workflow returns to end its run with a specific status and outcome."""
 
     status: Literal["completed", "failed", "cancelled"] = "completed"
-    outcome: Literal["resolved", "escalated", "failed", "budget_exceeded", "abandoned"] = "resolved"
+    outcome: Literal[
+        "resolved", "deflected", "escalated", "failed", "budget_exceeded", "killed", "abandoned"
+    ] = "resolved"
     reason: str = ""
     code: str | None = None
 
@@ -91,6 +95,7 @@ def response_to_json(response: ModelResponse) -> dict[str, Any]:
         "tool_calls": [c.model_dump(mode="json") for c in response.tool_calls],
         "usage": [response.usage.prompt_tokens, response.usage.completion_tokens],
         "cost_usd": response.cost_usd,
+        "confidence": response.confidence,
     }
 
 
@@ -101,6 +106,7 @@ def response_from_json(data: dict[str, Any]) -> ModelResponse:
         tool_calls=tuple(ToolCallSpec.model_validate(c) for c in data["tool_calls"]),
         usage=Usage(prompt_tokens=data["usage"][0], completion_tokens=data["usage"][1]),
         cost_usd=data["cost_usd"],
+        confidence=data.get("confidence"),
     )
 
 
@@ -135,8 +141,17 @@ class Context(ABC):
         return self._state.spent_usd
 
     @abstractmethod
-    def model(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> ModelResponse:
-        """Ask the agent's model (one step)."""
+    def model(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        label: str | None = None,
+    ) -> ModelResponse:
+        """Ask the agent's model (one step; two when a routed answer is asked again).
+
+        `label` names the step for the contract's routing rules (`routing.small_for`).
+        """
 
     @abstractmethod
     def tool(
@@ -181,6 +196,7 @@ class RunContext(Context):
         self._step = 0
         self._began = time.perf_counter()
         self._resumed = False
+        self._last_tool: str | None = None
         self.replayed = 0
         """Steps answered from the log in this resumption."""
         self.decisions: list[Decision] = []
@@ -197,15 +213,44 @@ class RunContext(Context):
         return self._history.active_ms + round((time.perf_counter() - self._began) * 1000)
 
     # --- steps ------------------------------------------------------------------------------
-    def model(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> ModelResponse:
-        """Ask the agent's model; a recorded step answers from the log.
+    def model(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        label: str | None = None,
+    ) -> ModelResponse:
+        """Ask the model the contract's routing picks; a recorded step answers from the log.
+
+        A small-model answer whose confidence is below `routing.escalate_below` is asked again
+        of the agent's own model, as a step of its own.
 
         Raises:
             NonDeterminismError: The log's step here was not this model call.
         """
+        response, route = self._model_step(messages, tools, label=label, routed=True)
+        threshold = self.agent.contract.routing.escalate_below
+        if (
+            route is not None
+            and threshold is not None
+            and response.confidence is not None
+            and response.confidence < threshold
+        ):
+            response, _ = self._model_step(messages, tools, label=label, routed=False)
+        return response
+
+    def _model_step(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None,
+        *,
+        label: str | None,
+        routed: bool,
+    ) -> tuple[ModelResponse, str | None]:
         step = self._next()
         asked = request_hash(messages)
         record = self._history.steps.get(step)
+        last_tool, self._last_tool = self._last_tool, None
         if record is not None:
             self._expect(record, "model", f"model call (request {asked[:12]})")
             assert record.model is not None  # noqa: S101 - a model step has its event
@@ -217,32 +262,21 @@ class RunContext(Context):
             response = response_from_json(self._open(f"{step}:response"))
             self._state.spent_usd += response.cost_usd
             self.replayed += 1
-            return response
+            return response, record.model.route
         self._before_new_work()
+        self._stop_if_killed("(model)", pause=True)
+        agent = self.agent
+        specs = agent.tool_specs() if tools is None else tools
+        model, route = self._route(label, last_tool) if routed else (agent.model, None)
+        model, route, reserved = self._reserve(step, model, route, messages, specs)
         if self._state.deferred:
             # A model call can take minutes: record the last result before waiting on one.
             self._state.append(self._store, [])
-        agent = self.agent
-        specs = agent.tool_specs() if tools is None else tools
-        limit = agent.contract.timeouts.model
-        started = time.perf_counter()
-        try:
-            response = self._gate.executor.bounded(
-                partial(agent.model.respond, messages, specs), timeout_s=limit
-            )
-        except TimeoutError as exc:
-            raise Stop(
-                _failed(f"model_timeout: no answer within {limit:g}s", "model_timeout")
-            ) from exc
-        except CharterError as exc:
-            raise Stop(_failed(f"{exc.code}: {exc.message}", exc.code)) from exc
-        except Exception as exc:  # a provider bug must still end the run on record
-            raise Stop(_failed(f"model_error: {type(exc).__name__}: {exc}", "model_error")) from exc
-        latency = (time.perf_counter() - started) * 1000
+        response, latency = self._call_model(model, messages, specs)
         raw = response_to_json(response)
         event = ModelResponded(
             step=step,
-            model=agent.model.name,
+            model=model.name,
             request_hash=asked,
             response_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
             text=redact_text(response.text),
@@ -253,11 +287,136 @@ class RunContext(Context):
             completion_tokens=response.usage.completion_tokens,
             cost_usd=response.cost_usd,
             latency_ms=round(latency, 3),
+            route=route,
         )
         slot = f"{step}:response"
-        self._state.append(self._store, [event], raw={slot: self._seal(slot, raw)})
+        settle: list[Charge] = (
+            [Settle(run_id=self.run_id, step=step, cost_usd=response.cost_usd)] if reserved else []
+        )
+        self._state.append(self._store, [event], raw={slot: self._seal(slot, raw)}, charges=settle)
         self._state.spent_usd += response.cost_usd
-        return response
+        return response, route
+
+    def _route(self, label: str | None, last_tool: str | None) -> tuple[Model, str | None]:
+        """The model the contract's routing rules pick for this step, and the rule's name."""
+        agent = self.agent
+        if agent.small_model is None:
+            return agent.model, None
+        for i, rule in enumerate(agent.contract.routing.small_for):
+            if (rule.step is None or rule.step == label) and (
+                rule.after_tool is None or rule.after_tool == last_tool
+            ):
+                return agent.small_model, f"small_for[{i}]"
+        return agent.model, None
+
+    def _reserve(
+        self,
+        step: int,
+        model: Model,
+        route: str | None,
+        messages: list[Message],
+        specs: list[ToolSpec],
+    ) -> tuple[Model, str | None, bool]:
+        """Check the budget before a model call; degrade or stop as the contract says.
+
+        Returns the model to ask (the small one after a `degrade`), its route, and whether a
+        reservation against the shared caps was written (it is settled with the answer).
+        """
+        agent, budget = self.agent, self.agent.contract.budget
+        if not budget.capped:
+            return model, route, False
+        candidates = [(model, route)]
+        small = agent.small_model
+        if budget.on_exceeded == "degrade" and small is not None and small is not model:
+            candidates.append((small, "degraded"))
+        problem = ""
+        for candidate, why in candidates:
+            estimate = candidate.estimate_usd(messages, specs)
+            cap = budget.per_run_usd
+            if estimate is None:
+                problem = f"{candidate.name} has no price, so its cost cannot be held to a budget"
+                continue
+            if cap is not None and self.spent_usd + estimate > cap:
+                problem = (
+                    f"a call of {candidate.name} would take the run past its ${cap:.2f} budget"
+                )
+                continue
+            caps = budget_caps(agent.contract, self.tenant_id, self._clock())
+            if not caps:
+                return candidate, why, False
+            reserve = Reserve(run_id=self.run_id, step=step, amount_usd=estimate, caps=caps)
+            try:
+                # Written now, with any deferred result: the call holds its estimate against
+                # the shared caps while it runs, and its answer settles it.
+                self._state.append(self._store, [], charges=[reserve])
+            except BudgetExceeded as exc:
+                problem = exc.message
+                continue
+            return candidate, why, True
+        if budget.on_exceeded == "escalate":
+            raise Stop(
+                Finish(
+                    status="failed",
+                    outcome="escalated",
+                    reason=f"{problem}; handed to a person",
+                    code="budget_exceeded",
+                )
+            )
+        raise Stop(_over_budget(problem))
+
+    def _call_model(
+        self, model: Model, messages: list[Message], specs: list[ToolSpec]
+    ) -> tuple[ModelResponse, float]:
+        limit = self.agent.contract.timeouts.model
+        started = time.perf_counter()
+        try:
+            response = self._gate.executor.bounded(
+                partial(model.respond, messages, specs), timeout_s=limit
+            )
+        except TimeoutError as exc:
+            raise Stop(
+                _failed(f"model_timeout: no answer within {limit:g}s", "model_timeout")
+            ) from exc
+        except CharterError as exc:
+            raise Stop(_failed(f"{exc.code}: {exc.message}", exc.code)) from exc
+        except Exception as exc:  # a provider bug must still end the run on record
+            raise Stop(_failed(f"model_error: {type(exc).__name__}: {exc}", "model_error")) from exc
+        return response, (time.perf_counter() - started) * 1000
+
+    def _pause_if_killed(self, tool: str) -> None:
+        """Pause before a new tool step if a kill switch matches and the contract says pause.
+
+        Before the gate, so the step is not recorded as denied and runs once the switch is
+        released. With `stop`, the gate records the denial and the run then ends.
+        """
+        if self.agent.contract.on_kill == "pause":
+            self._stop_if_killed(tool, pause=True)
+
+    def _stop_if_killed(self, tool: str, *, pause: bool = False) -> None:
+        """End the run if a kill switch matches it.
+
+        With `pause`, and the contract's `on_kill: pause`, the run is suspended instead.
+        """
+        contract = self.agent.contract
+        switch = self._gate.controls.engaged(
+            agent=contract.agent, workflow=contract.workflow, tenant_id=self.tenant_id, tool=tool
+        )
+        if switch is None:
+            return
+        if pause and contract.on_kill == "pause":
+            raise Suspend(
+                waiting_on=[f"kill_switch:{switch.key}"],
+                wake_at=None,
+                reason=f"paused by kill switch {switch.key}: {switch.reason}",
+            )
+        raise Stop(
+            Finish(
+                status="cancelled",
+                outcome="killed",
+                reason=f"kill switch {switch.key}: {switch.reason}",
+                code="killed",
+            )
+        )
 
     def tool(
         self, name: str, arguments: dict[str, JsonValue], *, call_id: str | None = None
@@ -276,11 +435,18 @@ class RunContext(Context):
         record = self._history.steps.get(step)
         if record is None:
             self._before_new_work()
+            self._pause_if_killed(name)
             decision = self._gate.submit(self._state, spec, step=step)
         else:
             self._expect_call(record, spec)
             decision = self._resolve(record, spec)
         self.decisions.append(decision)
+        self._last_tool = name
+        if isinstance(decision, Denied) and decision.check == "kill_switch":
+            # The denial is on record; the run stops rather than let the agent work around it.
+            self._stop_if_killed(name)
+        if isinstance(decision, Denied) and decision.check == "budget":
+            raise Stop(_over_budget(decision.reason))
         if isinstance(decision, NeedsApproval):
             raise Suspend(
                 waiting_on=[decision.request_id],
@@ -445,6 +611,10 @@ class RunContext(Context):
                 f"{name}: the raw payload that replays this step is missing from the store"
             )
         return self._vault.open(tenant_id=self.tenant_id, run_id=self.run_id, name=name, data=data)
+
+
+def _over_budget(reason: str) -> Finish:
+    return Finish(status="failed", outcome="budget_exceeded", reason=reason, code="budget_exceeded")
 
 
 def _failed(reason: str, code: str) -> Finish:

@@ -104,6 +104,8 @@ class History:
 
     def _apply(self, stored: StoredEvent) -> None:
         match stored.event:
+            case ModelResponded(purpose="verify"):
+                pass  # the verifier's judgement of a tool step; the step is the tool's
             case ModelResponded() as e:
                 self.steps[e.step] = StepRecord(step=e.step, kind="model", model=e)
             case TimerStarted() as e:

@@ -149,9 +149,27 @@ class ReplayContext(Context):
             raise _Halt(f"step {self._step} diverged")
         return record
 
-    def model(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> ModelResponse:
-        """The recorded model response for this step."""
-        del tools  # the request hash covers the conversation, as in the live context
+    def model(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        label: str | None = None,
+    ) -> ModelResponse:
+        """The recorded model response for this step (and the re-asked one, as routed)."""
+        del tools, label  # the request hash covers the conversation, as in the live context
+        response, route = self._model_step(messages)
+        threshold = self._state.agent.contract.routing.escalate_below
+        if (
+            route is not None
+            and threshold is not None
+            and response.confidence is not None
+            and response.confidence < threshold
+        ):
+            response, _ = self._model_step(messages)
+        return response
+
+    def _model_step(self, messages: list[Message]) -> tuple[ModelResponse, str | None]:
         record = self._recorded("model", "model")
         assert record.model is not None  # noqa: S101
         same = record.model.request_hash == request_hash(messages)
@@ -159,7 +177,7 @@ class ReplayContext(Context):
         self._record(record.step, "model", "model", "match" if same else "diverged", detail)
         response = response_from_json(self._open(f"{record.step}:response"))
         self._state.spent_usd += response.cost_usd
-        return response
+        return response, record.model.route
 
     def tool(
         self, name: str, arguments: dict[str, JsonValue], *, call_id: str | None = None

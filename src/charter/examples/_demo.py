@@ -268,7 +268,7 @@ def workflows(config: Config) -> list[Workflow]:
     return [billing_workflow(config)]
 
 
-def _credentials(client: Client) -> tuple[dict[str, str], str]:
+def _credentials(client: Client, environment: str) -> tuple[dict[str, str], str]:
     """Fresh agent credentials per tenant and a fresh demo approver; earlier ones revoked."""
     tokens: dict[str, str] = {}
     for old in client.identities():
@@ -276,7 +276,9 @@ def _credentials(client: Client) -> tuple[dict[str, str], str]:
         if mine:
             client.revoke(old.id)
     for tenant in ("acme", "globex"):
-        issued = client.create_agent_identity(agent=AGENT, workflow=WORKFLOW, tenant_id=tenant)
+        issued = client.create_agent_identity(
+            agent=AGENT, workflow=WORKFLOW, tenant_id=tenant, environment=environment
+        )
         tokens[tenant] = issued.token
     approver = client.create_human(name=APPROVER, roles=["approver"])
     return tokens, approver.token
@@ -293,7 +295,7 @@ def run_demo(config: Config) -> DemoReport:
             if stale.workflow == WORKFLOW and not stale.final:
                 # Their sandbox state is gone; they must not resume against the new one.
                 client.store.cancel_run(stale.run_id, by="charter demo", reason="demo restarted")
-        tokens, approver_token = _credentials(client)
+        tokens, approver_token = _credentials(client, workflow.agent.contract.environment.value)
         plane = ControlPlane(client.store)
         try:
             runs = [

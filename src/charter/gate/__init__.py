@@ -5,6 +5,7 @@ from __future__ import annotations
 from charter.gate._call import Call, RunState, idempotency_key, input_hash
 from charter.gate._controls import Controls, hash_token
 from charter.gate._execute import Executor
+from charter.gate._limits import budget_caps, rate_rule
 from charter.gate._pipeline import Gate, Stage
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "Gate",
     "RunState",
     "Stage",
+    "budget_caps",
     "hash_token",
     "idempotency_key",
     "input_hash",
+    "rate_rule",
 ]

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 from charter._decision import CheckResult
 
 if TYPE_CHECKING:
-    from charter._contract import Effect
+    from charter._contract import Contract, Effect
     from charter.gate._call import Call
     from charter.gate._controls import Controls
+    from charter.store import IdentityRecord
 
 __all__ = ["check_grant", "check_kill_switch", "check_principal"]
 
@@ -51,21 +52,33 @@ def check_principal(call: Call, controls: Controls) -> CheckResult:
         return CheckResult.denied(
             "principal", f"{identity.id} is a human principal, not an agent", "identities"
         )
-    expected = (contract.agent, contract.workflow, call.run.tenant_id)
+    problem = _scope_problem(identity, contract, call.run.tenant_id)
+    if problem is not None:
+        return CheckResult.denied("principal", *problem)
+    return CheckResult.passed("principal", f"authenticated as {identity.id}", identity.id)
+
+
+def _scope_problem(
+    identity: IdentityRecord, contract: Contract, tenant_id: str
+) -> tuple[str, str] | None:
+    """Why this agent identity may not act for this contract, tenant and environment, if so."""
+    expected = (contract.agent, contract.workflow, tenant_id)
     actual = (identity.agent, identity.workflow, identity.tenant_id)
     if actual != expected:
-        return CheckResult.denied(
-            "principal",
+        return (
             f"identity {identity.id} is for {'/'.join(map(str, actual))}, not {'/'.join(expected)}",
             f"identity:{identity.id}",
         )
-    if call.run.tenant_id not in contract.tenants:
-        return CheckResult.denied(
-            "principal",
-            f"tenant {call.run.tenant_id!r} is not in the contract's tenants",
-            "contract:tenants",
+    if identity.environment != contract.environment.value:
+        # Credentials are per environment: a dev key that leaks cannot act in prod.
+        reason = (
+            f"{identity.id} is a {identity.environment} credential; this agent runs in "
+            f"{contract.environment.value}"
         )
-    return CheckResult.passed("principal", f"authenticated as {identity.id}", identity.id)
+        return reason, f"identity:{identity.id}"
+    if tenant_id not in contract.tenants:
+        return f"tenant {tenant_id!r} is not in the contract's tenants", "contract:tenants"
+    return None
 
 
 def check_grant(call: Call) -> CheckResult:

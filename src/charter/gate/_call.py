@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from charter._decision import CheckResult
     from charter._events import Event, ToolCallSpec
     from charter._tools import Facts, Tool
+    from charter.exceptions import LimitReached
+    from charter.models import ModelResponse
     from charter.policy import PolicyDecision
-    from charter.store import IdentityRecord, Store
+    from charter.store import Charge, IdentityRecord, Store
 
 __all__ = ["Call", "RunState", "idempotency_key", "input_hash"]
 
@@ -36,6 +38,8 @@ class RunState:
     """The agent identity the run acts as, authenticated by its credential when the run started;
     re-checked on every call, so revocation bites even in a run resumed days later."""
     spent_usd: float = 0.0
+    task: str = ""
+    """The run's stated task, redacted: what the verifier judges a proposal against."""
     initiator: str = ""
     """Who started the run; separation of duties keeps them from approving its steps."""
     approvals: dict[int, int] = field(default_factory=dict)
@@ -45,19 +49,36 @@ class RunState:
     deferred: list[Event] = field(default_factory=list)
     """Events that ride on this run's next append (see `defer`)."""
     deferred_raw: dict[str, bytes] = field(default_factory=dict)
+    deferred_charges: list[Charge] = field(default_factory=list)
 
     def append(
-        self, store: Store, events: Sequence[Event], raw: Mapping[str, bytes] | None = None
+        self,
+        store: Store,
+        events: Sequence[Event],
+        raw: Mapping[str, bytes] | None = None,
+        charges: Sequence[Charge] = (),
     ) -> None:
-        """Append to the run's log in one durable transaction, deferred events first."""
+        """Append to the run's log in one durable transaction, deferred events first.
+
+        If a charge does not fit (`LimitReached`), nothing is written and the deferred events
+        stay deferred.
+        """
         if self.deferred:
             events = [*self.deferred, *events]
             raw = {**self.deferred_raw, **(raw or {})}
-        store.append(self.run_id, events, raw=raw, owner=self.lease_owner)
+        if self.deferred_charges:
+            charges = [*self.deferred_charges, *charges]
+        store.append(self.run_id, events, raw=raw, owner=self.lease_owner, charges=charges)
         self.deferred.clear()
         self.deferred_raw.clear()
+        self.deferred_charges.clear()
 
-    def defer(self, events: Sequence[Event], raw: Mapping[str, bytes] | None = None) -> None:
+    def defer(
+        self,
+        events: Sequence[Event],
+        raw: Mapping[str, bytes] | None = None,
+        charges: Sequence[Charge] = (),
+    ) -> None:
         """Record events with the run's next append instead of in a transaction of their own.
 
         This is group commit, and it is safe for results: the next append is the next intent
@@ -68,6 +89,7 @@ class RunState:
         """
         self.deferred.extend(events)
         self.deferred_raw.update(raw or {})
+        self.deferred_charges.extend(charges)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -85,6 +107,12 @@ class Call:
     facts: Facts | None = None
     policy: PolicyDecision | None = None
     holds: list[CheckResult] = field(default_factory=list)
+    charges: list[Charge] = field(default_factory=list)
+    """What the intent's append must charge against the shared limits."""
+    limit_hit: LimitReached | None = None
+    """A shared limit that refused this call's charges; the call is being judged again."""
+    verification: ModelResponse | None = None
+    """The verifier model's answer, when it judged this call."""
 
     def context(self, *, attempt: int = 1) -> ToolContext:
         """What the tool's `run`, `facts` and `preview` are told about this call."""

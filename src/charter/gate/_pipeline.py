@@ -29,22 +29,27 @@ from charter._events import (
     Check,
     Event,
     GateDecided,
+    ModelResponded,
     ToolCompleted,
     ToolProposed,
 )
 from charter._time import iso
+from charter.exceptions import BudgetExceeded, RateLimited
 from charter.gate._access import check_grant, check_kill_switch, check_principal
 from charter.gate._approval import check_approval
 from charter.gate._call import Call, RunState, idempotency_key, input_hash
 from charter.gate._controls import Controls
 from charter.gate._execute import Executor, validate_output
-from charter.gate._policy import check_budget, check_policy
+from charter.gate._limits import budget_caps, check_budget, check_rate_limit, rate_rule
+from charter.gate._policy import check_policy
 from charter.gate._validate import check_schema, check_verifiers
+from charter.gate._verifier import check_verifier
 from charter.privacy import Vault, redact, redact_text
+from charter.store import Settle
 
 if TYPE_CHECKING:
     from charter._events import ToolCallSpec
-    from charter.exceptions import ToolError
+    from charter.exceptions import LimitReached, ToolError
     from charter.store import Store
 
 __all__ = ["Gate", "Stage"]
@@ -67,6 +72,7 @@ class Gate:
         clock: Callable[[], datetime] = _now,
         executor: Executor | None = None,
         vault: Vault | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Build the pipeline. `clock` feeds the policy's time-window context."""
         self._store = store
@@ -82,11 +88,15 @@ class Gate:
             check_grant,
             check_schema,
             partial(check_policy, clock=clock),
-            check_budget,
+            check_rate_limit,
+            partial(check_budget, clock=clock),
             check_verifiers,
+            check_verifier,
             check_approval,
         ]
-        """Stages 1-8, in order. Execution, output and record follow for allowed calls."""
+        """Stages 1-10, in order. Execution, output and record follow for allowed calls."""
+        self.sleep = sleep
+        """How a call waits for a rate-limit token (`on_limit: wait`)."""
 
     def close(self) -> None:
         """Release the tool threads."""
@@ -118,7 +128,29 @@ class Gate:
         a step judged again after a crash or an approval presents the same key downstream.
         """
         key = idempotency_key(run.run_id, step)
-        call = Call(run=run, step=step, spec=spec, idempotency_key=key)
+        hit: LimitReached | None = None
+        waited = 0.0
+        while True:
+            call = Call(run=run, step=step, spec=spec, idempotency_key=key, limit_hit=hit)
+            try:
+                return self._judge(call)
+            except RateLimited as exc:
+                rule = rate_rule(run.agent.contract, spec.tool)
+                if (
+                    rule is not None
+                    and rule.on_limit == "wait"
+                    and (waited + exc.retry_after_s <= rule.max_wait)
+                ):
+                    self.sleep(exc.retry_after_s)
+                    waited += exc.retry_after_s
+                    continue
+                hit = exc
+            except BudgetExceeded as exc:
+                hit = exc
+
+    def _judge(self, call: Call) -> Decision:
+        """Decide, record and (if allowed) execute one call; raises `LimitReached` unwritten."""
+        run, step, spec, key = call.run, call.step, call.spec, call.idempotency_key
         checks, timings = self.decide(call)
         final = checks[-1]
         tool = spec.tool
@@ -177,11 +209,36 @@ class Gate:
                 policy_ids=policy_ids,
                 checks=recorded,
             )
-            # The intent is durable before the effect: a crash from here on is resumable.
-            run.append(self._store, [proposed, verdict])
+            # The intent is durable before the effect: a crash from here on is resumable. Its
+            # charges (token, reservation) commit with it or, if one does not fit, nothing does.
+            run.append(
+                self._store, [*self._verified(call), proposed, verdict], charges=call.charges
+            )
             return self._execute(call, policy_ids)
-        run.append(self._store, events)
+        run.append(self._store, [*self._verified(call), *events])
         return decision
+
+    def _verified(self, call: Call) -> list[Event]:
+        """The verifier's model call as an event (verification cost), if it judged this call."""
+        response = call.verification
+        verifier = call.run.agent.verifier
+        if response is None or verifier is None:
+            return []
+        call.run.spent_usd += response.cost_usd
+        return [
+            ModelResponded(
+                step=call.step,
+                model=verifier.name,
+                request_hash="",
+                text=redact_text(response.text),
+                tool_calls=[],
+                prompt_tokens=response.usage.prompt_tokens,
+                completion_tokens=response.usage.completion_tokens,
+                cost_usd=response.cost_usd,
+                latency_ms=0.0,
+                purpose="verify",
+            )
+        ]
 
     def complete(
         self, run: RunState, spec: ToolCallSpec, *, step: int, policy_ids: list[str]
@@ -307,8 +364,11 @@ class Gate:
                 tenant_id=run.tenant_id, run_id=run.run_id, name=f"{call.step}:output", value=output
             )
             raw = {f"{call.step}:output": sealed}
-        # The result rides on the run's next append (group commit; see RunState.defer).
-        run.defer([completed], raw=raw)
+        # The result rides on the run's next append (group commit; see RunState.defer), and
+        # with it the settlement of the call's reservation at its real cost.
+        caps = budget_caps(run.agent.contract, run.tenant_id, self._clock())
+        settle = [Settle(run_id=run.run_id, step=call.step, cost_usd=cost)] if caps else []
+        run.defer([completed], raw=raw, charges=settle)
         if failed:
             bad = checks[-2]
             return Failed(

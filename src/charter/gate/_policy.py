@@ -1,4 +1,4 @@
-"""Stage 5 (Cedar policy on the resolved facts) and stage 6 (budget)."""
+"""Stage 5: Cedar policy on the resolved facts."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from charter._events import CheckOutcome
     from charter.gate._call import Call
 
-__all__ = ["check_budget", "check_policy"]
+__all__ = ["check_policy"]
 
 _OUTCOMES: dict[str, CheckOutcome] = {"allow": "pass", "deny": "deny", "approval": "hold"}
 
@@ -73,28 +73,4 @@ def check_policy(call: Call, clock: Callable[[], datetime]) -> CheckResult:
         source=",".join(decision.policy_ids) or "policy:default-deny",
         detail=detail,
         tier=decision.tier,
-    )
-
-
-def check_budget(call: Call) -> CheckResult:
-    """Deny a call whose cost would take the run past its budget."""
-    assert call.tool is not None  # noqa: S101
-    cap = call.run.agent.contract.budget.per_run_usd
-    estimate = call.tool.cost_usd
-    projected = call.run.spent_usd + estimate
-    if cap is not None and projected > cap:
-        return CheckResult.denied(
-            "budget",
-            f"would spend ${projected:.4f} of a ${cap:.2f} run budget",
-            "contract:budget.per_run_usd",
-            spent_usd=call.run.spent_usd,
-            estimate_usd=estimate,
-        )
-    limit = "unlimited" if cap is None else f"${cap:.2f}"
-    return CheckResult.passed(
-        "budget",
-        f"${projected:.4f} of {limit}",
-        "contract:budget.per_run_usd",
-        spent_usd=call.run.spent_usd,
-        estimate_usd=estimate,
     )

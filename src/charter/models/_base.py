@@ -52,6 +52,10 @@ class ModelResponse:
     tool_calls: tuple[ToolCallSpec, ...] = ()
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    """Priced by the model from its price table; 0.0 when it has no price."""
+    confidence: float | None = None
+    """The model's confidence in this turn, 0..1, where the provider gives a signal (token
+    log-probabilities); routing rules may send a low-confidence turn to a stronger model."""
 
 
 class Model(Protocol):
@@ -68,5 +72,12 @@ class Model(Protocol):
         ...
 
     def respond(self, messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
-        """Answer one turn. Raise `ModelError` for failures."""
+        """Answer one turn. Raise `ModelError` (or a subclass) for failures."""
+        ...
+
+    def estimate_usd(self, messages: list[Message], tools: list[ToolSpec]) -> float | None:
+        """An upper estimate of one turn's cost before it is made, for budget reservations.
+
+        None when the model has no price: a run with a budget then refuses to call it.
+        """
         ...

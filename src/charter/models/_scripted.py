@@ -26,6 +26,8 @@ class ScriptedTurn:
     text: str = ""
     calls: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
     """(tool name, arguments) pairs."""
+    confidence: float | None = None
+    """The confidence signal the turn reports, for routing rules."""
 
     @classmethod
     def call(cls, tool: str, **arguments: Any) -> ScriptedTurn:  # noqa: ANN401 - JSON values
@@ -56,6 +58,7 @@ class ScriptedModel:
         name: str = "default",
         usd_per_mtok_in: float = 0.0,
         usd_per_mtok_out: float = 0.0,
+        max_tokens: int = 512,
     ) -> None:
         """Create the model.
 
@@ -64,10 +67,12 @@ class ScriptedModel:
             name: Shown as `scripted:<name>`.
             usd_per_mtok_in: Simulated price per million prompt tokens.
             usd_per_mtok_out: Simulated price per million completion tokens.
+            max_tokens: The most a turn may answer, for cost estimates.
         """
         self._script = script
         self._name = f"scripted:{name}"
         self._prices = (usd_per_mtok_in, usd_per_mtok_out)
+        self._max_tokens = max_tokens
 
     @property
     def name(self) -> str:
@@ -92,9 +97,7 @@ class ScriptedModel:
             ToolCallSpec(call_id=f"call_{turn_no + 1}_{i + 1}", tool=tool, arguments=args)
             for i, (tool, args) in enumerate(turn.calls)
         )
-        prompt = sum(_tokens(m.content) for m in messages) + sum(
-            _tokens(json.dumps(t.parameters)) for t in tools
-        )
+        prompt = _prompt_tokens(messages, tools)
         completion = _tokens(turn.text + json.dumps([c.arguments for c in calls]))
         cost = (prompt * self._prices[0] + completion * self._prices[1]) / 1_000_000
         return ModelResponse(
@@ -102,4 +105,16 @@ class ScriptedModel:
             tool_calls=calls,
             usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
             cost_usd=cost,
+            confidence=turn.confidence,
         )
+
+    def estimate_usd(self, messages: list[Message], tools: list[ToolSpec]) -> float:
+        """The prompt as counted plus `max_tokens` of answer, at the simulated prices."""
+        prompt = _prompt_tokens(messages, tools)
+        return (prompt * self._prices[0] + self._max_tokens * self._prices[1]) / 1_000_000
+
+
+def _prompt_tokens(messages: list[Message], tools: list[ToolSpec]) -> int:
+    return sum(_tokens(m.content) for m in messages) + sum(
+        _tokens(json.dumps(t.parameters)) for t in tools
+    )

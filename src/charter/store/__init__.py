@@ -11,6 +11,7 @@ from pathlib import Path
 from charter.exceptions import ConfigError
 from charter.store._base import (
     ApprovalRecord,
+    ControlEntry,
     IdentityRecord,
     KillSwitch,
     RunRecord,
@@ -18,21 +19,38 @@ from charter.store._base import (
     StoredEvent,
 )
 from charter.store._chain import GENESIS, ChainReport, event_hash
+from charter.store._limits import (
+    Cap,
+    Charge,
+    ReleaseRun,
+    Reserve,
+    Settle,
+    SpendRecord,
+    TakeToken,
+)
 from charter.store._sql import SchemaState, SqlStore
 from charter.store._sqlite import SqliteStore
 
 __all__ = [
     "GENESIS",
     "ApprovalRecord",
+    "Cap",
     "ChainReport",
+    "Charge",
+    "ControlEntry",
     "IdentityRecord",
     "KillSwitch",
+    "ReleaseRun",
+    "Reserve",
     "RunRecord",
     "SchemaState",
+    "Settle",
+    "SpendRecord",
     "SqlStore",
     "SqliteStore",
     "Store",
     "StoredEvent",
+    "TakeToken",
     "event_hash",
     "open_store",
 ]

@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from charter.store._chain import ChainReport
+    from charter.store._limits import Charge, SpendRecord
 
 __all__ = [
     "ApprovalRecord",
+    "ControlEntry",
     "IdentityRecord",
     "KillSwitch",
     "Lease",
@@ -243,6 +245,8 @@ class IdentityRecord:
     roles: tuple[str, ...] = ()
     created_at: str = ""
     revoked_at: str | None = None
+    environment: str = "dev"
+    """The environment the credential may act in; a dev credential cannot act in prod."""
 
     @property
     def active(self) -> bool:
@@ -290,6 +294,25 @@ class KillSwitch:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"key": self.key, **self.__dict__}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlEntry:
+    """One entry of the control log: an operator engaged or released a kill switch."""
+
+    seq: int
+    ts: str
+    action: str
+    """`kill` or `unkill`."""
+    actor: str
+    """The operator identity that did it."""
+    key: str
+    """The kill switch's key (its scope)."""
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -364,15 +387,19 @@ class Store(ABC):
         *,
         raw: Mapping[str, bytes] | None = None,
         owner: str | None = None,
+        charges: Sequence[Charge] = (),
     ) -> list[StoredEvent]:
         """Append events to a run's chain in one durable transaction.
 
         `raw` holds encrypted raw payloads (by name) written in the same transaction, so an
         event and the payload that replays it exist together or not at all. `owner` fences a
-        worker: if another worker holds the run's lease, nothing is written.
+        worker: if another worker holds the run's lease, nothing is written. `charges` are
+        applied against the shared budgets and rate limits in the same transaction, first.
 
         Raises:
             LeaseLost: `owner` no longer holds the run.
+            BudgetExceeded: A reservation does not fit a shared cap; nothing is written.
+            RateLimited: A token bucket is empty; nothing is written.
         """
 
     @abstractmethod
@@ -485,12 +512,27 @@ class Store(ABC):
         """Engage (or re-engage with a new reason) a kill switch; its `key` identifies it."""
 
     @abstractmethod
-    def release_kill_switch(self, key: str) -> bool:
-        """Release a kill switch; False if it was not engaged."""
+    def release_kill_switch(self, key: str, *, by: str = "", reason: str = "") -> bool:
+        """Release a kill switch (logging who and why) and wake the runs it paused.
+
+        False if it was not engaged.
+        """
 
     @abstractmethod
     def kill_switches(self) -> list[KillSwitch]:
         """Every engaged kill switch."""
+
+    @abstractmethod
+    def control_log(self) -> list[ControlEntry]:
+        """Every kill and unkill, oldest first."""
+
+    @abstractmethod
+    def verify_control_log(self) -> ChainReport:
+        """Check the control log's hash chain and seal."""
+
+    @abstractmethod
+    def spend(self, *, day: str | None = None, scope: str | None = None) -> list[SpendRecord]:
+        """Spent and reserved amounts of the shared caps, by scope and UTC day."""
 
     @abstractmethod
     def control_version(self) -> int:

@@ -160,6 +160,49 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 5: store settings; the first is a check value of the seal key, so a node holding another
     # key is refused instead of sealing runs no other node can verify.
     ("CREATE TABLE store_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+    # 6: shared limits (spend per cap and day, reservations in flight, token buckets), the
+    # control log (a sealed hash chain of kill switch changes), runs paused by a kill switch,
+    # and the environment a credential may act in.
+    (
+        """CREATE TABLE spend (
+            scope TEXT NOT NULL,
+            day TEXT NOT NULL,
+            spent INTEGER NOT NULL,
+            reserved INTEGER NOT NULL,
+            PRIMARY KEY (scope, day)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE reservations (
+            run_id TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            scopes TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            PRIMARY KEY (run_id, step)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE rate_buckets (
+            key TEXT PRIMARY KEY,
+            tokens REAL NOT NULL,
+            updated REAL NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE control_log (
+            seq INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            action TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        """CREATE TRIGGER control_log_append_only_update BEFORE UPDATE ON control_log
+           BEGIN SELECT RAISE(ABORT, 'the control log is append-only'); END""",
+        """CREATE TRIGGER control_log_append_only_delete BEFORE DELETE ON control_log
+           BEGIN SELECT RAISE(ABORT, 'the control log is append-only'); END""",
+        "ALTER TABLE runs ADD COLUMN paused_by TEXT",
+        "ALTER TABLE identities ADD COLUMN environment TEXT",
+        # One active agent identity per (agent, workflow, tenant) and environment now.
+        "DROP INDEX one_active_agent_identity",
+        """CREATE UNIQUE INDEX one_active_agent_identity
+           ON identities (agent, workflow, tenant_id, COALESCE(environment, 'dev'))
+           WHERE kind = 'agent' AND revoked_at IS NULL""",
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -276,5 +319,46 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (request_id, approver_id)
         )""",
         "CREATE TABLE store_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+    # 2: SQLite's version 6.
+    (
+        """CREATE TABLE spend (
+            scope TEXT NOT NULL,
+            day TEXT NOT NULL,
+            spent BIGINT NOT NULL,
+            reserved BIGINT NOT NULL,
+            PRIMARY KEY (scope, day)
+        )""",
+        """CREATE TABLE reservations (
+            run_id TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            scopes TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            PRIMARY KEY (run_id, step)
+        )""",
+        """CREATE TABLE rate_buckets (
+            key TEXT PRIMARY KEY,
+            tokens DOUBLE PRECISION NOT NULL,
+            updated DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE control_log (
+            seq BIGINT PRIMARY KEY,
+            ts TEXT NOT NULL,
+            action TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        """CREATE TRIGGER control_log_append_only BEFORE UPDATE OR DELETE ON control_log
+           FOR EACH ROW EXECUTE FUNCTION charter_events_append_only()""",
+        """CREATE TRIGGER control_log_no_truncate BEFORE TRUNCATE ON control_log
+           FOR EACH STATEMENT EXECUTE FUNCTION charter_events_append_only()""",
+        "ALTER TABLE runs ADD COLUMN paused_by TEXT",
+        "ALTER TABLE identities ADD COLUMN environment TEXT",
+        # One active agent identity per (agent, workflow, tenant) and environment now.
+        "DROP INDEX one_active_agent_identity",
+        """CREATE UNIQUE INDEX one_active_agent_identity
+           ON identities (agent, workflow, tenant_id, COALESCE(environment, 'dev'))
+           WHERE kind = 'agent' AND revoked_at IS NULL""",
     ),
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-import json
 import operator
 import threading
 from abc import abstractmethod
@@ -40,7 +39,6 @@ from charter.store._approvals import approval_from_row, project_approval, wakes_
 from charter.store._base import (
     ApprovalRecord,
     IdentityRecord,
-    KillSwitch,
     Lease,
     RunRecord,
     Store,
@@ -48,7 +46,9 @@ from charter.store._base import (
     dump_payload,
 )
 from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
+from charter.store._controls import ControlSql
 from charter.store._lease import lease_is_dead
+from charter.store._limits import apply_charges
 from charter.store._votes import check_vote, request_status
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from typing import Literal
 
     from charter.store._db import Db, Row
+    from charter.store._limits import Charge
 
 __all__ = ["SchemaState", "SqlStore"]
 
@@ -86,7 +87,7 @@ class SchemaState:
         return self.current > self.found
 
 
-class SqlStore(Store):
+class SqlStore(ControlSql, Store):
     """A `Store` on a SQL database; subclasses bind it to a driver.
 
     One connection per store, guarded by a lock: a store is shared by the threads of one
@@ -238,10 +239,13 @@ class SqlStore(Store):
         *,
         raw: Mapping[str, bytes] | None = None,
         owner: str | None = None,
+        charges: Sequence[Charge] = (),
     ) -> list[StoredEvent]:
         """Append events, update the run's projection and reseal its head, atomically."""
         with self._transaction() as db:
-            return self._append_locked(db, run_id, events, ts=_now(), raw=raw, owner=owner)
+            return self._append_locked(
+                db, run_id, events, ts=_now(), raw=raw, owner=owner, charges=charges
+            )
 
     def _append_locked(
         self,
@@ -252,6 +256,7 @@ class SqlStore(Store):
         ts: str,
         raw: Mapping[str, bytes] | None = None,
         owner: str | None = None,
+        charges: Sequence[Charge] = (),
     ) -> list[StoredEvent]:
         row = db.execute(
             f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner, cancel_requested "
@@ -266,6 +271,9 @@ class SqlStore(Store):
         record = before = _record_from_row(row)
         if record.final and events:
             raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
+        if charges:
+            # After the run's lock, so a fenced-out worker charges nothing.
+            apply_charges(db, charges, now=self._clock(db), for_update=self._FOR_UPDATE)
         seq, prev = row["head_seq"], row["head_hash"]
         stored: list[StoredEvent] = []
         for event in events:
@@ -334,8 +342,8 @@ class SqlStore(Store):
             # Apart, because SQLite rewrites an index whenever its columns are SET, changed or
             # not, and most appends leave the scheduling columns alone.
             db.execute(
-                "UPDATE runs SET runnable = ?, wake_at = ? WHERE run_id = ?",
-                (int(record.runnable), record.wake_at, run_id),
+                "UPDATE runs SET runnable = ?, wake_at = ?, paused_by = ? WHERE run_id = ?",
+                (int(record.runnable), record.wake_at, _paused_by(suspended), run_id),
             )
             if record.runnable and owner is None:
                 self._notify(db, "runnable")
@@ -666,113 +674,14 @@ class SqlStore(Store):
             ).fetchall()
         return [approval_from_row(r) for r in rows]
 
-    # --- identities ------------------------------------------------------------------------
-    def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
-        """Store a principal; one active agent identity per (agent, workflow, tenant)."""
-        with self._transaction() as db:
-            try:
-                db.execute(
-                    "INSERT INTO identities (id, kind, name, agent, workflow, tenant_id, roles, "
-                    "token_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                    (
-                        identity.id,
-                        identity.kind,
-                        identity.name,
-                        identity.agent,
-                        identity.workflow,
-                        identity.tenant_id,
-                        json.dumps(list(identity.roles)),
-                        token_hash,
-                        identity.created_at,
-                    ),
-                )
-            except self._UNIQUE_VIOLATION as exc:
-                raise StoreError(
-                    f"an active identity already exists for {identity.name}",
-                    hint="revoke it first (`charter identity revoke ID`)",
-                ) from exc
 
-    def identity_by_token_hash(self, token_hash: str) -> IdentityRecord | None:
-        """The principal holding a credential, or None."""
-        with self._reading() as db:
-            row = db.execute(
-                "SELECT * FROM identities WHERE token_hash = ?", (token_hash,)
-            ).fetchone()
-        return None if row is None else _identity_from_row(row)
-
-    def get_identity(self, identity_id: str) -> IdentityRecord | None:
-        """A principal by id, or None."""
-        with self._reading() as db:
-            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
-        return None if row is None else _identity_from_row(row)
-
-    def list_identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
-        """Principals, oldest first."""
-        sql = "SELECT * FROM identities"
-        if not include_revoked:
-            sql += " WHERE revoked_at IS NULL"
-        with self._reading() as db:
-            rows = db.execute(sql + " ORDER BY created_at, id").fetchall()
-        return [_identity_from_row(r) for r in rows]
-
-    def revoke_identity(self, identity_id: str) -> IdentityRecord:
-        """Revoke a credential; every node sees it at its next call through the gate."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE identities SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (_now(), identity_id),
-            )
-            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(
-                    f"identity {identity_id!r} does not exist",
-                    hint="`charter identity list` shows the identities",
-                )
-            if cursor.rowcount:
-                self._bump_control(db)
-        return _identity_from_row(row)
-
-    # --- kill switches ---------------------------------------------------------------------
-    def engage_kill_switch(self, switch: KillSwitch) -> None:
-        """Engage a kill switch."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO kill_switches (key, agent, workflow, tenant_id, tool, reason, "
-                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO "
-                "UPDATE SET reason = excluded.reason, created_by = excluded.created_by, "
-                "created_at = excluded.created_at",
-                (
-                    switch.key,
-                    switch.agent,
-                    switch.workflow,
-                    switch.tenant_id,
-                    switch.tool,
-                    switch.reason,
-                    switch.created_by,
-                    switch.created_at,
-                ),
-            )
-            self._bump_control(db)
-
-    def release_kill_switch(self, key: str) -> bool:
-        """Release a kill switch by its key."""
-        with self._transaction() as db:
-            cursor = db.execute("DELETE FROM kill_switches WHERE key = ?", (key,))
-            self._bump_control(db)
-            return cursor.rowcount > 0
-
-    def kill_switches(self) -> list[KillSwitch]:
-        """Every engaged kill switch."""
-        with self._reading() as db:
-            rows = db.execute("SELECT * FROM kill_switches ORDER BY created_at").fetchall()
-        # A Row iterates its values, so the column names come from keys().
-        return [KillSwitch(**{k: r[k] for k in r.keys() if k != "key"}) for r in rows]  # noqa: SIM118
-
-    def control_version(self) -> int:
-        """The kill-switch and revocation counter."""
-        with self._reading() as db:
-            row = db.execute("SELECT version FROM control_version").fetchone()
-        return int(row[0])
+def _paused_by(suspended: RunSuspended | None) -> str | None:
+    """The kill switch a suspension waits on, if it is a kill switch's pause."""
+    if suspended is None:
+        return None
+    waits = [w.removeprefix("kill_switch:") for w in suspended.waiting_on]
+    paused = [w for w, full in zip(waits, suspended.waiting_on, strict=True) if w != full]
+    return paused[0] if paused else None
 
 
 def _where(**equal: str | None) -> tuple[str, tuple[str, ...]]:
@@ -801,20 +710,6 @@ def _record_values(record: RunRecord) -> tuple[Any, ...]:
 def _record_from_row(row: Row) -> RunRecord:
     values = {name.strip(): row[name.strip()] for name in _RUN_COLUMNS.split(",")}
     return RunRecord(**{**values, "runnable": bool(values["runnable"])})
-
-
-def _identity_from_row(row: Row) -> IdentityRecord:
-    return IdentityRecord(
-        id=row["id"],
-        kind=row["kind"],
-        name=row["name"],
-        agent=row["agent"],
-        workflow=row["workflow"],
-        tenant_id=row["tenant_id"],
-        roles=tuple(json.loads(row["roles"])),
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
 
 
 def _verify_head(head: Row, rows: Iterator[ChainRow], key: bytes) -> ChainReport:

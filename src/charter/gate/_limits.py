@@ -1,0 +1,128 @@
+"""Stages 6 and 7: the rate limit and the budget.
+
+Both decide from what the run knows in memory and, for the shared limits, attach a charge to
+the call: a token to take and a reservation to make. The charges ride on the intent's append
+(see `charter.store._limits`), so a call that passes costs the limits no round trip of its own.
+When a charge does not fit, the append writes nothing and raises; the gate then judges the
+call again with `Call.limit_hit` set, and these stages turn that into a denial or a hold.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from charter._decision import CheckResult
+from charter.exceptions import BudgetExceeded, RateLimited
+from charter.store import Cap, Reserve, TakeToken
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from pydantic import JsonValue
+
+    from charter._contract import Budget, Contract, RateLimit
+    from charter.gate._call import Call
+
+__all__ = ["budget_caps", "check_budget", "check_rate_limit", "rate_rule"]
+
+
+def rate_rule(contract: Contract, tool: str) -> RateLimit | None:
+    """The rate limit on `tool`: its own rule, else the contract's `*` rule, else none."""
+    fallback = None
+    for rule in contract.rate_limits:
+        if rule.tool == tool:
+            return rule
+        if rule.tool == "*":
+            fallback = fallback or rule
+    return fallback
+
+
+def check_rate_limit(call: Call) -> CheckResult:
+    """Take a token from the (workflow, tenant, tool) bucket shared by every worker."""
+    contract = call.run.agent.contract
+    rule = rate_rule(contract, call.spec.tool)
+    if rule is None:
+        return CheckResult.passed("rate_limit", "no rate limit", "contract:rate_limits")
+    key = f"{contract.workflow}/{call.run.tenant_id}/{call.spec.tool}"
+    source = f"contract:rate_limits.{rule.tool}"
+    hit = call.limit_hit
+    if isinstance(hit, RateLimited):
+        return CheckResult.denied(
+            "rate_limit",
+            f"rate limit {rule.rate} on {key} reached; next call due in {hit.retry_after_s:.2f}s",
+            source,
+            retry_after_s=round(hit.retry_after_s, 3),
+            on_limit=rule.on_limit,
+        )
+    call.charges.append(TakeToken(key=key, per_second=rule.per_second, capacity=rule.capacity))
+    return CheckResult.passed("rate_limit", f"token taken from {key} ({rule.rate})", source)
+
+
+def budget_caps(contract: Contract, tenant_id: str, now: datetime) -> tuple[Cap, ...]:
+    """The shared day caps a call of this contract and tenant counts against, today (UTC)."""
+    budget: Budget = contract.budget
+    day = now.strftime("%Y-%m-%d")
+    caps = []
+    if budget.per_workflow_day_usd is not None:
+        caps.append(
+            Cap(scope=f"workflow:{contract.workflow}", day=day, cap_usd=budget.per_workflow_day_usd)
+        )
+    if budget.per_tenant_day_usd is not None:
+        caps.append(Cap(scope=f"tenant:{tenant_id}", day=day, cap_usd=budget.per_tenant_day_usd))
+    return tuple(caps)
+
+
+def check_budget(call: Call, clock: Callable[[], datetime]) -> CheckResult:
+    """Reserve the call's estimated cost against the run's cap and the shared day caps."""
+    assert call.tool is not None  # noqa: S101 - earlier stages ran
+    budget = call.run.agent.contract.budget
+    estimate = call.tool.cost_usd
+    spent = call.run.spent_usd
+    over: str | None = None
+    if budget.per_run_usd is not None and spent + estimate > budget.per_run_usd:
+        over = f"would spend ${spent + estimate:.4f} of a ${budget.per_run_usd:.2f} run budget"
+    elif isinstance(call.limit_hit, BudgetExceeded):
+        over = call.limit_hit.message
+    caps = budget_caps(call.run.agent.contract, call.run.tenant_id, clock())
+    detail: dict[str, JsonValue] = {
+        "spent_usd": spent,
+        "estimate_usd": estimate,
+        "on_exceeded": budget.on_exceeded,
+    }
+    if over is None:
+        if caps and estimate > 0:
+            call.charges.append(
+                Reserve(run_id=call.run.run_id, step=call.step, amount_usd=estimate, caps=caps)
+            )
+        limit = "unlimited" if budget.per_run_usd is None else f"${budget.per_run_usd:.2f}"
+        shared = "".join(f", {c.scope} ${c.cap_usd:.2f}/day" for c in caps)
+        return CheckResult.passed(
+            "budget", f"${spent + estimate:.4f} of {limit}{shared}", "contract:budget", **detail
+        )
+    if budget.on_exceeded == "escalate" and budget.escalate_tier is not None:
+        if call.run.approvals.get(call.step, 0) > 0:
+            # A person approved going on past the cap: reserve without the cap, so the day's
+            # ledger still counts what this call spends.
+            if caps and estimate > 0:
+                call.charges.append(
+                    Reserve(
+                        run_id=call.run.run_id,
+                        step=call.step,
+                        amount_usd=estimate,
+                        caps=caps,
+                        enforce=False,
+                    )
+                )
+            return CheckResult.passed(
+                "budget", f"{over}; going on as approved", "contract:budget", **detail
+            )
+        return CheckResult(
+            check="budget",
+            outcome="hold",
+            reason=f"{over}; an approval is needed to go on",
+            source="contract:budget.on_exceeded",
+            detail=detail,
+            tier=budget.escalate_tier,
+        )
+    return CheckResult.denied("budget", over, "contract:budget", **detail)

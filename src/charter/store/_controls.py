@@ -1,0 +1,270 @@
+"""The store's control state: identities, kill switches, the control log and shared limits.
+
+Operators change this state while runs go on; each change bumps the control version (so every
+node's gate reloads at its next call) and each kill-switch change is written to the control
+log: a hash chain of its own, sealed like a run's, that says who stopped what, when and why.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from charter._time import iso, utcnow
+from charter.exceptions import NotFoundError, StoreError
+from charter.store._base import ControlEntry, IdentityRecord, KillSwitch
+from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
+from charter.store._limits import SpendRecord, usd
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from charter.store._db import Db, Row
+
+__all__ = ["CONTROL_CHAIN", "ControlSql"]
+
+CONTROL_CHAIN = "(control)"
+"""The chain id the control log is hashed and sealed under; no run id can take it."""
+
+
+class ControlSql:
+    """Identities, kill switches, the control log and spend, in SQL shared by both backends."""
+
+    seal_key: bytes
+    _FOR_UPDATE: ClassVar[str]
+    _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]]
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Db]: ...
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Db]: ...
+
+    @abstractmethod
+    def _bump_control(self, db: Db) -> None: ...
+
+    @abstractmethod
+    def _notify(self, db: Db, topic: str) -> None: ...
+
+    # --- identities ------------------------------------------------------------------------
+    def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
+        """Store a principal; one active agent identity per (agent, workflow, tenant)."""
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO identities (id, kind, name, agent, workflow, tenant_id, roles, "
+                    "token_hash, created_at, revoked_at, environment) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    (
+                        identity.id,
+                        identity.kind,
+                        identity.name,
+                        identity.agent,
+                        identity.workflow,
+                        identity.tenant_id,
+                        json.dumps(list(identity.roles)),
+                        token_hash,
+                        identity.created_at,
+                        identity.environment,
+                    ),
+                )
+            except self._UNIQUE_VIOLATION as exc:
+                raise StoreError(
+                    f"an active identity already exists for {identity.name}",
+                    hint="revoke it first (`charter identity revoke ID`)",
+                ) from exc
+
+    def identity_by_token_hash(self, token_hash: str) -> IdentityRecord | None:
+        """The principal holding a credential, or None."""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT * FROM identities WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        return None if row is None else _identity_from_row(row)
+
+    def get_identity(self, identity_id: str) -> IdentityRecord | None:
+        """A principal by id, or None."""
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
+        return None if row is None else _identity_from_row(row)
+
+    def list_identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
+        """Principals, oldest first."""
+        sql = "SELECT * FROM identities"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        with self._reading() as db:
+            rows = db.execute(sql + " ORDER BY created_at, id").fetchall()
+        return [_identity_from_row(r) for r in rows]
+
+    def revoke_identity(self, identity_id: str) -> IdentityRecord:
+        """Revoke a credential; every node sees it at its next call through the gate."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE identities SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (iso(utcnow()), identity_id),
+            )
+            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"identity {identity_id!r} does not exist",
+                    hint="`charter identity list` shows the identities",
+                )
+            if cursor.rowcount:
+                self._bump_control(db)
+        return _identity_from_row(row)
+
+    # --- kill switches ---------------------------------------------------------------------
+    def engage_kill_switch(self, switch: KillSwitch) -> None:
+        """Engage a kill switch, and log who engaged it and why."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO kill_switches (key, agent, workflow, tenant_id, tool, reason, "
+                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO "
+                "UPDATE SET reason = excluded.reason, created_by = excluded.created_by, "
+                "created_at = excluded.created_at",
+                (
+                    switch.key,
+                    switch.agent,
+                    switch.workflow,
+                    switch.tenant_id,
+                    switch.tool,
+                    switch.reason,
+                    switch.created_by,
+                    switch.created_at,
+                ),
+            )
+            self._bump_control(db)
+            self._log_control(
+                db,
+                actor=switch.created_by,
+                action="kill",
+                detail={"key": switch.key, "reason": switch.reason},
+            )
+
+    def release_kill_switch(self, key: str, *, by: str = "", reason: str = "") -> bool:
+        """Release a kill switch by its key, log it, and wake the runs it paused."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM kill_switches WHERE key = ?", (key,))
+            released = cursor.rowcount > 0
+            self._bump_control(db)
+            if released:
+                self._log_control(
+                    db, actor=by, action="unkill", detail={"key": key, "reason": reason}
+                )
+                paused = db.execute(
+                    "UPDATE runs SET runnable = 1, paused_by = NULL WHERE paused_by = ?", (key,)
+                )
+                if paused.rowcount:
+                    self._notify(db, "runnable")
+            return released
+
+    def kill_switches(self) -> list[KillSwitch]:
+        """Every engaged kill switch."""
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM kill_switches ORDER BY created_at").fetchall()
+        # A Row iterates its values, so the column names come from keys().
+        return [KillSwitch(**{k: r[k] for k in r.keys() if k != "key"}) for r in rows]  # noqa: SIM118
+
+    def control_version(self) -> int:
+        """The kill-switch and revocation counter."""
+        with self._reading() as db:
+            row = db.execute("SELECT version FROM control_version").fetchone()
+        return int(row[0])
+
+    # --- the control log -------------------------------------------------------------------
+    def _log_control(self, db: Db, *, actor: str, action: str, detail: dict[str, Any]) -> None:
+        # Serialised by the control-version row the caller has just updated (and so locked).
+        head = db.execute("SELECT seq, hash FROM control_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (head["seq"] + 1, head["hash"]) if head is not None else (1, GENESIS)
+        ts = iso(utcnow())
+        payload = json.dumps({"actor": actor, **detail}, sort_keys=True)
+        digest = event_hash(
+            prev_hash=prev, run_id=CONTROL_CHAIN, seq=seq, ts=ts, kind=action, payload=payload
+        )
+        db.execute(
+            "INSERT INTO control_log (seq, ts, action, payload, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (seq, ts, action, payload, prev, digest),
+        )
+        mac = seal(self.seal_key, run_id=CONTROL_CHAIN, seq=seq, head_hash=digest, summary="")
+        db.execute(
+            "INSERT INTO store_settings (name, value) VALUES ('control_head', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (f"{seq}:{digest}:{mac}",),
+        )
+
+    def control_log(self) -> list[ControlEntry]:
+        """Every kill and unkill, oldest first: who, what, when and why."""
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM control_log ORDER BY seq").fetchall()
+        return [
+            ControlEntry(seq=r["seq"], ts=r["ts"], action=r["action"], **json.loads(r["payload"]))
+            for r in rows
+        ]
+
+    def verify_control_log(self) -> ChainReport:
+        """Check the control log's chain and seal, as `verify` does for a run."""
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM control_log ORDER BY seq").fetchall()
+            head = db.execute(
+                "SELECT value FROM store_settings WHERE name = 'control_head'"
+            ).fetchone()
+        seq, digest, mac = head["value"].split(":") if head is not None else ("0", GENESIS, "")
+        if head is None and not rows:
+            mac = seal(self.seal_key, run_id=CONTROL_CHAIN, seq=0, head_hash=GENESIS, summary="")
+        return verify_chain(
+            run_id=CONTROL_CHAIN,
+            rows=(
+                ChainRow(
+                    seq=r["seq"],
+                    ts=r["ts"],
+                    kind=r["action"],
+                    payload=r["payload"],
+                    prev_hash=r["prev_hash"],
+                    hash=r["hash"],
+                )
+                for r in rows
+            ),
+            head_seq=int(seq),
+            head_hash=digest,
+            head_mac=mac,
+            summary="",
+            key=self.seal_key,
+        )
+
+    # --- shared limits ---------------------------------------------------------------------
+    def spend(self, *, day: str | None = None, scope: str | None = None) -> list[SpendRecord]:
+        """The shared caps' days: spent and reserved, by scope; filtered by day and scope."""
+        sql, params = "SELECT * FROM spend WHERE 1 = 1", list[str]()
+        if day is not None:
+            sql, params = sql + " AND day = ?", [*params, day]
+        if scope is not None:
+            sql, params = sql + " AND scope = ?", [*params, scope]
+        with self._reading() as db:
+            rows = db.execute(sql + " ORDER BY day, scope", tuple(params)).fetchall()
+        return [
+            SpendRecord(
+                scope=r["scope"],
+                day=r["day"],
+                spent_usd=usd(r["spent"]),
+                reserved_usd=usd(r["reserved"]),
+            )
+            for r in rows
+        ]
+
+
+def _identity_from_row(row: Row) -> IdentityRecord:
+    return IdentityRecord(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"],
+        agent=row["agent"],
+        workflow=row["workflow"],
+        tenant_id=row["tenant_id"],
+        roles=tuple(json.loads(row["roles"])),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        environment=row["environment"] or "dev",
+    )

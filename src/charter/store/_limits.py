@@ -1,0 +1,239 @@
+"""Shared limits: budget reservations and token buckets, charged inside a run's appends.
+
+A charge rides on the append that records the decision it depends on, in the same
+transaction: the intent of a tool call carries its budget reservation and its rate-limit token,
+and the result that follows carries the settlement. So a reservation exists exactly when its
+intent does, a crash can neither leak nor double one, and the limits cost a few statements in a
+transaction the step opens anyway, not a transaction of their own.
+
+A charge that does not fit raises `BudgetExceeded` or `RateLimited` and the whole append rolls
+back: nothing of the call is written, and the gate judges it again knowing the limit.
+
+Money is kept in integer micro-dollars, so a cap of $0.05 holds exactly five $0.01 calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from charter.exceptions import BudgetExceeded, RateLimited
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from charter.store._db import Db
+
+__all__ = [
+    "Cap",
+    "Charge",
+    "ReleaseRun",
+    "Reserve",
+    "Settle",
+    "SpendRecord",
+    "TakeToken",
+    "apply_charges",
+    "micros",
+    "usd",
+]
+
+
+def micros(amount_usd: float) -> int:
+    """USD as integer micro-dollars, rounded up: a reservation never under-counts."""
+    return math.ceil(round(amount_usd * 1_000_000, 6))
+
+
+def usd(amount_micros: int) -> float:
+    """Micro-dollars as USD."""
+    return amount_micros / 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cap:
+    """One shared spend cap: `scope` names it (`workflow:billing`, `tenant:acme`)."""
+
+    scope: str
+    day: str
+    """The UTC day (YYYY-MM-DD) the cap counts."""
+    cap_usd: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reserve:
+    """Hold `amount_usd` of every cap in `caps` for step `step` of run `run_id`.
+
+    A step reserved again (judged anew after an approval) replaces its earlier reservation.
+    """
+
+    run_id: str
+    step: int
+    amount_usd: float
+    caps: tuple[Cap, ...]
+    enforce: bool = True
+    """False: count the reservation even past the caps (a person approved going on)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settle:
+    """Turn step `step`'s reservation into its real cost (which may differ either way)."""
+
+    run_id: str
+    step: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReleaseRun:
+    """Drop whatever the run still holds reserved (it ended; nothing more will be settled)."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TakeToken:
+    """Take one token from the bucket `key`, refilled at `per_second` up to `capacity`."""
+
+    key: str
+    per_second: float
+    capacity: float
+
+
+Charge = Reserve | Settle | ReleaseRun | TakeToken
+"""What an append may charge against the shared limits."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendRecord:
+    """One cap's day: what is spent and what is reserved for calls in flight."""
+
+    scope: str
+    day: str
+    spent_usd: float
+    reserved_usd: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+def apply_charges(db: Db, charges: Sequence[Charge], *, now: float, for_update: str) -> None:
+    """Apply charges in order inside the caller's transaction.
+
+    `for_update` is the backend's row-lock clause; rows are locked in a fixed order (caps by
+    scope) so two appends charging the same caps cannot deadlock.
+
+    Raises:
+        BudgetExceeded: A reservation does not fit a cap.
+        RateLimited: A bucket has no token.
+    """
+    for charge in charges:
+        match charge:
+            case Reserve():
+                _release(db, charge.run_id, charge.step)
+                _reserve(db, charge, for_update)
+            case Settle():
+                _settle(db, charge)
+            case ReleaseRun():
+                _release(db, charge.run_id, None)
+            case TakeToken():
+                _take(db, charge, now=now, for_update=for_update)
+
+
+def _reserve(db: Db, charge: Reserve, for_update: str) -> None:
+    amount = micros(charge.amount_usd)
+    for cap in sorted(charge.caps, key=lambda c: c.scope):
+        db.execute(
+            "INSERT INTO spend (scope, day, spent, reserved) VALUES (?, ?, 0, 0) "
+            "ON CONFLICT (scope, day) DO NOTHING",
+            (cap.scope, cap.day),
+        )
+        row = db.execute(
+            f"SELECT spent, reserved FROM spend WHERE scope = ? AND day = ?{for_update}",
+            (cap.scope, cap.day),
+        ).fetchone()
+        assert row is not None  # noqa: S101 - inserted just above
+        committed = row["spent"] + row["reserved"]
+        if charge.enforce and committed + amount > micros(cap.cap_usd):
+            raise BudgetExceeded(
+                f"{cap.scope} has ${usd(committed):.4f} of its ${cap.cap_usd:.2f} cap for "
+                f"{cap.day} spent or reserved; ${usd(amount):.4f} more does not fit",
+                scope=cap.scope,
+                cap_usd=cap.cap_usd,
+                committed_usd=usd(committed),
+            )
+        db.execute(
+            "UPDATE spend SET reserved = reserved + ? WHERE scope = ? AND day = ?",
+            (amount, cap.scope, cap.day),
+        )
+    scopes = json.dumps([[c.scope, c.day] for c in charge.caps])
+    db.execute(
+        "INSERT INTO reservations (run_id, step, scopes, amount) VALUES (?, ?, ?, ?)",
+        (charge.run_id, charge.step, scopes, amount),
+    )
+
+
+def _settle(db: Db, charge: Settle) -> None:
+    row = db.execute(
+        "SELECT scopes, amount FROM reservations WHERE run_id = ? AND step = ?",
+        (charge.run_id, charge.step),
+    ).fetchone()
+    if row is None:
+        return  # nothing was reserved: no shared cap applied when the call was made
+    cost = micros(charge.cost_usd)
+    for scope, day in sorted(json.loads(row["scopes"])):
+        # Settled even past the cap: the money is spent, and the ledger must say so.
+        db.execute(
+            "UPDATE spend SET reserved = reserved - ?, spent = spent + ? "
+            "WHERE scope = ? AND day = ?",
+            (row["amount"], cost, scope, day),
+        )
+    db.execute(
+        "DELETE FROM reservations WHERE run_id = ? AND step = ?", (charge.run_id, charge.step)
+    )
+
+
+def _release(db: Db, run_id: str, step: int | None) -> None:
+    where, params = (
+        ("run_id = ?", (run_id,))
+        if step is None
+        else (
+            "run_id = ? AND step = ?",
+            (run_id, step),
+        )
+    )
+    rows = db.execute(f"SELECT scopes, amount FROM reservations WHERE {where}", params).fetchall()
+    for row in rows:
+        for scope, day in sorted(json.loads(row["scopes"])):
+            db.execute(
+                "UPDATE spend SET reserved = reserved - ? WHERE scope = ? AND day = ?",
+                (row["amount"], scope, day),
+            )
+    if rows:
+        db.execute(f"DELETE FROM reservations WHERE {where}", params)
+
+
+def _take(db: Db, charge: TakeToken, *, now: float, for_update: str) -> None:
+    db.execute(
+        "INSERT INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO NOTHING",
+        (charge.key, charge.capacity, now),
+    )
+    row = db.execute(
+        f"SELECT tokens, updated FROM rate_buckets WHERE key = ?{for_update}", (charge.key,)
+    ).fetchone()
+    assert row is not None  # noqa: S101 - inserted just above
+    elapsed = max(0.0, now - row["updated"])
+    tokens = min(charge.capacity, row["tokens"] + elapsed * charge.per_second)
+    if tokens < 1.0:
+        wait = (1.0 - tokens) / charge.per_second
+        raise RateLimited(
+            f"rate limit {charge.key} is exhausted; the next call is due in {wait:.2f}s",
+            scope=charge.key,
+            retry_after_s=wait,
+        )
+    db.execute(
+        "UPDATE rate_buckets SET tokens = ?, updated = ? WHERE key = ?",
+        (tokens - 1.0, now, charge.key),
+    )
