@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -33,7 +34,6 @@ __all__ = [
     "ApprovalTier",
     "Autonomy",
     "Budget",
-    "Cache",
     "Contract",
     "Effect",
     "Environment",
@@ -205,14 +205,14 @@ class RateLimit(_Strict):
             raise ValueError(msg)
         return value.strip()
 
-    @property
+    @cached_property
     def per_second(self) -> float:
         """Tokens added per second."""
         match = _RATE.match(self.rate)
         assert match is not None  # noqa: S101 - validated on load
         return float(match["n"]) / _SECONDS[match["unit"]]
 
-    @property
+    @cached_property
     def capacity(self) -> float:
         """The bucket's size."""
         if self.burst is not None:
@@ -240,19 +240,6 @@ class Routing(_Strict):
     """Rules sending a model step to the small model."""
     escalate_below: float | None = Field(default=None, gt=0, le=1)
     """A small-model answer with confidence below this is asked again of the agent's model."""
-
-
-class Cache(_Strict):
-    """Stable artifacts kept by content hash, per tenant: a hit costs nothing and is recorded."""
-
-    ttl: Seconds = 3600.0
-    """How long an artifact stays fresh (YAML accepts '1h')."""
-    steps: list[str] = Field(default_factory=list)
-    """Model step labels whose answers (structured outputs) may be reused."""
-    tools: list[str] = Field(default_factory=list)
-    """Read tools whose results (retrievals, lookups) may be reused."""
-
-    _duration = field_validator("ttl", mode="before")(_parse_duration)
 
 
 class Verifier(_Strict):
@@ -324,7 +311,6 @@ class Contract(_Strict):
     budget: Budget = Field(default_factory=Budget)
     rate_limits: list[RateLimit] = Field(default_factory=list)
     routing: Routing = Field(default_factory=Routing)
-    cache: Cache = Field(default_factory=Cache)
     verifier: Verifier | None = None
     environments: dict[Environment, EnvironmentSection] = Field(default_factory=dict)
     """Per-environment limits and retention; the section of the contract's `environment`
@@ -386,7 +372,6 @@ class Contract(_Strict):
             for r in section.rate_limits or []
         ]
         named: list[tuple[str, str | None]] = [(w, r.tool) for w, r in rules if r.tool != "*"]
-        named += [("cache.tools", t) for t in self.cache.tools]
         named += [("routing.small_for.after_tool", r.after_tool) for r in self.routing.small_for]
         if self.verifier is not None:
             named += [("verifier.tools", t) for t in self.verifier.tools]
@@ -396,11 +381,6 @@ class Contract(_Strict):
         for where, tool in named:
             if tool is not None and tool not in self.tools:
                 msg = f"{where} names {tool!r}, which is not granted"
-                raise ValueError(msg)
-        for tool in self.cache.tools:
-            if self.tools[tool].effect is not Effect.READ:
-                # Reusing a write's result would skip the write: only reads are cacheable.
-                msg = f"cache.tools: {tool} is a {self.tools[tool].effect.value} tool; only reads"
                 raise ValueError(msg)
 
     def for_environment(self, environment: Environment | str) -> Contract:

@@ -341,7 +341,7 @@ class RunContext(Context):
                     f"a call of {candidate.name} would take the run past its ${cap:.2f} budget"
                 )
                 continue
-            caps = budget_caps(agent.contract, self.tenant_id, self._clock())
+            caps = budget_caps(agent.contract, self.tenant_id, self._clock)
             if not caps:
                 return candidate, why, False
             reserve = Reserve(run_id=self.run_id, step=step, amount_usd=estimate, caps=caps)

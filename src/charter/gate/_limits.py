@@ -9,6 +9,7 @@ call again with `Call.limit_hit` set, and these stages turn that into a denial o
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from charter._decision import CheckResult
@@ -59,17 +60,32 @@ def check_rate_limit(call: Call) -> CheckResult:
     return CheckResult.passed("rate_limit", f"token taken from {key} ({rule.rate})", source)
 
 
-def budget_caps(contract: Contract, tenant_id: str, now: datetime) -> tuple[Cap, ...]:
+def budget_caps(
+    contract: Contract, tenant_id: str, clock: Callable[[], datetime]
+) -> tuple[Cap, ...]:
     """The shared day caps a call of this contract and tenant counts against, today (UTC)."""
     budget: Budget = contract.budget
-    day = now.strftime("%Y-%m-%d")
+    if budget.per_workflow_day_usd is None and budget.per_tenant_day_usd is None:
+        return ()
+    return _caps(
+        contract.workflow,
+        budget.per_workflow_day_usd,
+        tenant_id,
+        budget.per_tenant_day_usd,
+        clock().date().isoformat(),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _caps(
+    workflow: str, workflow_cap: float | None, tenant_id: str, tenant_cap: float | None, day: str
+) -> tuple[Cap, ...]:
+    # Built once per (workflow, tenant, day): the gate asks on every call.
     caps = []
-    if budget.per_workflow_day_usd is not None:
-        caps.append(
-            Cap(scope=f"workflow:{contract.workflow}", day=day, cap_usd=budget.per_workflow_day_usd)
-        )
-    if budget.per_tenant_day_usd is not None:
-        caps.append(Cap(scope=f"tenant:{tenant_id}", day=day, cap_usd=budget.per_tenant_day_usd))
+    if workflow_cap is not None:
+        caps.append(Cap(scope=f"workflow:{workflow}", day=day, cap_usd=workflow_cap))
+    if tenant_cap is not None:
+        caps.append(Cap(scope=f"tenant:{tenant_id}", day=day, cap_usd=tenant_cap))
     return tuple(caps)
 
 
@@ -79,44 +95,43 @@ def check_budget(call: Call, clock: Callable[[], datetime]) -> CheckResult:
     budget = call.run.agent.contract.budget
     estimate = call.tool.cost_usd
     spent = call.run.spent_usd
-    over: str | None = None
-    if budget.per_run_usd is not None and spent + estimate > budget.per_run_usd:
-        over = f"would spend ${spent + estimate:.4f} of a ${budget.per_run_usd:.2f} run budget"
-    elif isinstance(call.limit_hit, BudgetExceeded):
+    cap = budget.per_run_usd
+    hit = call.limit_hit
+    if (cap is None or spent + estimate <= cap) and not isinstance(hit, BudgetExceeded):
+        if estimate > 0:
+            caps = budget_caps(call.run.agent.contract, call.run.tenant_id, clock)
+            if caps:
+                call.charges.append(
+                    Reserve(run_id=call.run.run_id, step=call.step, amount_usd=estimate, caps=caps)
+                )
+        limit = "no run cap" if cap is None else f"${cap:.2f}"
+        return CheckResult(
+            check="budget",
+            outcome="pass",
+            reason=f"${spent + estimate:.4f} of {limit}",
+            source="contract:budget",
+            detail={"spent_usd": spent, "estimate_usd": estimate},
+        )
+    return _over_budget(call, clock, spent, estimate)
+
+
+def _over_budget(
+    call: Call, clock: Callable[[], datetime], spent: float, estimate: float
+) -> CheckResult:
+    """A call past a cap: denied, or held for an approval to go on (`on_exceeded: escalate`)."""
+    budget = call.run.agent.contract.budget
+    if isinstance(call.limit_hit, BudgetExceeded):
         over = call.limit_hit.message
-    caps = budget_caps(call.run.agent.contract, call.run.tenant_id, clock())
+    else:
+        over = f"would spend ${spent + estimate:.4f} of a ${budget.per_run_usd:.2f} run budget"
     detail: dict[str, JsonValue] = {
         "spent_usd": spent,
         "estimate_usd": estimate,
         "on_exceeded": budget.on_exceeded,
     }
-    if over is None:
-        if caps and estimate > 0:
-            call.charges.append(
-                Reserve(run_id=call.run.run_id, step=call.step, amount_usd=estimate, caps=caps)
-            )
-        limit = "unlimited" if budget.per_run_usd is None else f"${budget.per_run_usd:.2f}"
-        shared = "".join(f", {c.scope} ${c.cap_usd:.2f}/day" for c in caps)
-        return CheckResult.passed(
-            "budget", f"${spent + estimate:.4f} of {limit}{shared}", "contract:budget", **detail
-        )
-    if budget.on_exceeded == "escalate" and budget.escalate_tier is not None:
-        if call.run.approvals.get(call.step, 0) > 0:
-            # A person approved going on past the cap: reserve without the cap, so the day's
-            # ledger still counts what this call spends.
-            if caps and estimate > 0:
-                call.charges.append(
-                    Reserve(
-                        run_id=call.run.run_id,
-                        step=call.step,
-                        amount_usd=estimate,
-                        caps=caps,
-                        enforce=False,
-                    )
-                )
-            return CheckResult.passed(
-                "budget", f"{over}; going on as approved", "contract:budget", **detail
-            )
+    if budget.on_exceeded != "escalate" or budget.escalate_tier is None:
+        return CheckResult.denied("budget", over, "contract:budget", **detail)
+    if call.run.approvals.get(call.step, 0) == 0:
         return CheckResult(
             check="budget",
             outcome="hold",
@@ -125,4 +140,19 @@ def check_budget(call: Call, clock: Callable[[], datetime]) -> CheckResult:
             detail=detail,
             tier=budget.escalate_tier,
         )
-    return CheckResult.denied("budget", over, "contract:budget", **detail)
+    # A person approved going on past the cap: reserve without the cap, so the day's ledger
+    # still counts what this call spends.
+    caps = budget_caps(call.run.agent.contract, call.run.tenant_id, clock)
+    if caps and estimate > 0:
+        call.charges.append(
+            Reserve(
+                run_id=call.run.run_id,
+                step=call.step,
+                amount_usd=estimate,
+                caps=caps,
+                enforce=False,
+            )
+        )
+    return CheckResult.passed(
+        "budget", f"{over}; going on as approved", "contract:budget", **detail
+    )

@@ -366,7 +366,7 @@ class Gate:
             raw = {f"{call.step}:output": sealed}
         # The result rides on the run's next append (group commit; see RunState.defer), and
         # with it the settlement of the call's reservation at its real cost.
-        caps = budget_caps(run.agent.contract, run.tenant_id, self._clock())
+        caps = budget_caps(run.agent.contract, run.tenant_id, self._clock)
         settle = [Settle(run_id=run.run_id, step=call.step, cost_usd=cost)] if caps else []
         run.defer([completed], raw=raw, charges=settle)
         if failed:

@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 
+_UNCAPPED = 2**62
+"""A limit no reservation reaches, for reservations a person approved past the cap."""
+
+
 def micros(amount_usd: float) -> int:
     """USD as integer micro-dollars, rounded up: a reservation never under-counts."""
     return math.ceil(round(amount_usd * 1_000_000, 6))
@@ -121,8 +125,10 @@ class SpendRecord:
 def apply_charges(db: Db, charges: Sequence[Charge], *, now: float, for_update: str) -> None:
     """Apply charges in order inside the caller's transaction.
 
-    `for_update` is the backend's row-lock clause; rows are locked in a fixed order (caps by
-    scope) so two appends charging the same caps cannot deadlock.
+    Each charge that fits is one conditional upsert per row it touches: the check and the
+    update are one statement, so concurrent appends cannot both pass a check that only one
+    of them fits (the row lock serialises them). `for_update` is the backend's row-lock
+    clause, used on the refusal path to read what refused.
 
     Raises:
         BudgetExceeded: A reservation does not fit a cap.
@@ -131,7 +137,6 @@ def apply_charges(db: Db, charges: Sequence[Charge], *, now: float, for_update: 
     for charge in charges:
         match charge:
             case Reserve():
-                _release(db, charge.run_id, charge.step)
                 _reserve(db, charge, for_update)
             case Settle():
                 _settle(db, charge)
@@ -143,97 +148,121 @@ def apply_charges(db: Db, charges: Sequence[Charge], *, now: float, for_update: 
 
 def _reserve(db: Db, charge: Reserve, for_update: str) -> None:
     amount = micros(charge.amount_usd)
-    for cap in sorted(charge.caps, key=lambda c: c.scope):
+    scopes = json.dumps([[c.scope, c.day] for c in charge.caps])
+    added = db.execute(
+        "INSERT INTO reservations (run_id, step, scopes, amount) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (run_id, step) DO NOTHING",
+        (charge.run_id, charge.step, scopes, amount),
+    )
+    if added.rowcount == 0:
+        # The step is judged again (after an approval): its earlier hold is replaced.
+        _release(db, charge.run_id, charge.step)
         db.execute(
-            "INSERT INTO spend (scope, day, spent, reserved) VALUES (?, ?, 0, 0) "
-            "ON CONFLICT (scope, day) DO NOTHING",
-            (cap.scope, cap.day),
+            "INSERT INTO reservations (run_id, step, scopes, amount) VALUES (?, ?, ?, ?)",
+            (charge.run_id, charge.step, scopes, amount),
         )
+    caps = sorted(charge.caps, key=lambda c: c.scope)
+    if not caps:
+        return
+    # One conditional upsert for every cap: a cap that does not fit returns no row.
+    values = ", ".join("(?, ?, 0, ?, ?)" for _ in caps)
+    params: list[object] = []
+    for cap in caps:
+        limit = micros(cap.cap_usd) if charge.enforce else _UNCAPPED
+        params += [cap.scope, cap.day, amount, limit]
+    held = db.execute(
+        f"INSERT INTO spend (scope, day, spent, reserved, cap) VALUES {values} "
+        "ON CONFLICT (scope, day) DO UPDATE SET reserved = spend.reserved + excluded.reserved, "
+        "cap = excluded.cap WHERE spend.spent + spend.reserved + excluded.reserved <= excluded.cap "
+        "RETURNING scope, reserved, cap",
+        tuple(params),
+    ).fetchall()
+    fitted = {row["scope"] for row in held if row["reserved"] <= row["cap"]}
+    for cap in caps:
+        if cap.scope in fitted:
+            continue
+        fresh = any(row["scope"] == cap.scope for row in held)
+        if fresh:
+            raise _exceeded(cap, amount, 0)  # the day's first reservation, over the cap alone
         row = db.execute(
             f"SELECT spent, reserved FROM spend WHERE scope = ? AND day = ?{for_update}",
             (cap.scope, cap.day),
         ).fetchone()
-        assert row is not None  # noqa: S101 - inserted just above
-        committed = row["spent"] + row["reserved"]
-        if charge.enforce and committed + amount > micros(cap.cap_usd):
-            raise BudgetExceeded(
-                f"{cap.scope} has ${usd(committed):.4f} of its ${cap.cap_usd:.2f} cap for "
-                f"{cap.day} spent or reserved; ${usd(amount):.4f} more does not fit",
-                scope=cap.scope,
-                cap_usd=cap.cap_usd,
-                committed_usd=usd(committed),
-            )
-        db.execute(
-            "UPDATE spend SET reserved = reserved + ? WHERE scope = ? AND day = ?",
-            (amount, cap.scope, cap.day),
-        )
-    scopes = json.dumps([[c.scope, c.day] for c in charge.caps])
-    db.execute(
-        "INSERT INTO reservations (run_id, step, scopes, amount) VALUES (?, ?, ?, ?)",
-        (charge.run_id, charge.step, scopes, amount),
+        raise _exceeded(cap, amount, row["spent"] + row["reserved"])
+
+
+def _exceeded(cap: Cap, amount: int, committed: int) -> BudgetExceeded:
+    return BudgetExceeded(
+        f"{cap.scope} has ${usd(committed):.4f} of its ${cap.cap_usd:.2f} cap for "
+        f"{cap.day} spent or reserved; ${usd(amount):.4f} more does not fit",
+        scope=cap.scope,
+        cap_usd=cap.cap_usd,
+        committed_usd=usd(committed),
     )
 
 
 def _settle(db: Db, charge: Settle) -> None:
     row = db.execute(
-        "SELECT scopes, amount FROM reservations WHERE run_id = ? AND step = ?",
+        "DELETE FROM reservations WHERE run_id = ? AND step = ? RETURNING scopes, amount",
         (charge.run_id, charge.step),
     ).fetchone()
     if row is None:
         return  # nothing was reserved: no shared cap applied when the call was made
     cost = micros(charge.cost_usd)
-    for scope, day in sorted(json.loads(row["scopes"])):
-        # Settled even past the cap: the money is spent, and the ledger must say so.
-        db.execute(
-            "UPDATE spend SET reserved = reserved - ?, spent = spent + ? "
-            "WHERE scope = ? AND day = ?",
-            (row["amount"], cost, scope, day),
-        )
-    db.execute(
-        "DELETE FROM reservations WHERE run_id = ? AND step = ?", (charge.run_id, charge.step)
-    )
+    # Settled even past the cap: the money is spent, and the ledger must say so.
+    _adjust(db, json.loads(row["scopes"]), reserved=-row["amount"], spent=cost)
 
 
 def _release(db: Db, run_id: str, step: int | None) -> None:
     where, params = (
-        ("run_id = ?", (run_id,))
-        if step is None
-        else (
-            "run_id = ? AND step = ?",
-            (run_id, step),
-        )
+        ("run_id = ?", (run_id,)) if step is None else ("run_id = ? AND step = ?", (run_id, step))
     )
-    rows = db.execute(f"SELECT scopes, amount FROM reservations WHERE {where}", params).fetchall()
+    rows = db.execute(
+        f"DELETE FROM reservations WHERE {where} RETURNING scopes, amount", params
+    ).fetchall()
     for row in rows:
-        for scope, day in sorted(json.loads(row["scopes"])):
-            db.execute(
-                "UPDATE spend SET reserved = reserved - ? WHERE scope = ? AND day = ?",
-                (row["amount"], scope, day),
-            )
-    if rows:
-        db.execute(f"DELETE FROM reservations WHERE {where}", params)
+        _adjust(db, json.loads(row["scopes"]), reserved=-row["amount"], spent=0)
+
+
+def _adjust(db: Db, scopes: list[list[str]], *, reserved: int, spent: int) -> None:
+    """Add to the reserved and spent amounts of these (scope, day) rows."""
+    # One statement per row, in scope order: every charge locks rows in the same order, so
+    # two appends on PostgreSQL cannot deadlock on a workflow cap and a tenant cap.
+    for scope, day in sorted(scopes):
+        db.execute(
+            "UPDATE spend SET reserved = reserved + ?, spent = spent + ? "
+            "WHERE scope = ? AND day = ?",
+            (reserved, spent, scope, day),
+        )
+
+
+# The refill, as SQL: the bucket's tokens now, capped at its capacity.
+_REFILLED = (
+    "CASE WHEN rate_buckets.tokens + (CASE WHEN ? > rate_buckets.updated "
+    "THEN ? - rate_buckets.updated ELSE 0 END) * ? > ? THEN ? "
+    "ELSE rate_buckets.tokens + (CASE WHEN ? > rate_buckets.updated "
+    "THEN ? - rate_buckets.updated ELSE 0 END) * ? END"
+)
 
 
 def _take(db: Db, charge: TakeToken, *, now: float, for_update: str) -> None:
-    db.execute(
+    rate, capacity = charge.per_second, charge.capacity
+    refill = (now, now, rate, capacity, capacity, now, now, rate)
+    taken = db.execute(
         "INSERT INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?) "
-        "ON CONFLICT (key) DO NOTHING",
-        (charge.key, charge.capacity, now),
-    )
+        f"ON CONFLICT (key) DO UPDATE SET tokens = {_REFILLED} - 1, updated = ? "
+        f"WHERE {_REFILLED} >= 1 RETURNING tokens",
+        (charge.key, capacity - 1.0, now, *refill, now, *refill),
+    ).fetchone()
+    if taken is not None and taken["tokens"] >= 0:
+        return
     row = db.execute(
         f"SELECT tokens, updated FROM rate_buckets WHERE key = ?{for_update}", (charge.key,)
     ).fetchone()
-    assert row is not None  # noqa: S101 - inserted just above
-    elapsed = max(0.0, now - row["updated"])
-    tokens = min(charge.capacity, row["tokens"] + elapsed * charge.per_second)
-    if tokens < 1.0:
-        wait = (1.0 - tokens) / charge.per_second
-        raise RateLimited(
-            f"rate limit {charge.key} is exhausted; the next call is due in {wait:.2f}s",
-            scope=charge.key,
-            retry_after_s=wait,
-        )
-    db.execute(
-        "UPDATE rate_buckets SET tokens = ?, updated = ? WHERE key = ?",
-        (tokens - 1.0, now, charge.key),
+    tokens = 0.0 if row is None else row["tokens"] + max(0.0, now - row["updated"]) * rate
+    wait = max(0.0, (1.0 - min(capacity, tokens)) / rate)
+    raise RateLimited(
+        f"rate limit {charge.key} is exhausted; the next call is due in {wait:.2f}s",
+        scope=charge.key,
+        retry_after_s=wait,
     )

@@ -169,6 +169,7 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             day TEXT NOT NULL,
             spent INTEGER NOT NULL,
             reserved INTEGER NOT NULL,
+            cap INTEGER NOT NULL,
             PRIMARY KEY (scope, day)
         ) WITHOUT ROWID""",
         """CREATE TABLE reservations (
@@ -327,6 +328,7 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             day TEXT NOT NULL,
             spent BIGINT NOT NULL,
             reserved BIGINT NOT NULL,
+            cap BIGINT NOT NULL,
             PRIMARY KEY (scope, day)
         )""",
         """CREATE TABLE reservations (
