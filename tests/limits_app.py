@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -24,6 +23,8 @@ from charter.engine import Workflow
 from charter.models import ScriptedModel
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from charter import ToolContext
     from charter._config import Config
     from charter.engine import Context

@@ -49,7 +49,8 @@ class Agent:
     ) -> Agent:
         """Load a contract and its Cedar policy, and check the tools against the grants.
 
-        `environment` applies that section of the contract (see `Contract.for_environment`).
+        The contract's section for `environment` (by default the contract's own environment)
+        is in force (see `Contract.for_environment`).
 
         Raises:
             ContractError: A granted tool is missing, or its effect differs from the grant; or
@@ -58,8 +59,8 @@ class Agent:
                 does not define.
         """
         loaded = contract if isinstance(contract, Contract) else load_contract(contract)
-        if environment is not None:
-            loaded = loaded.for_environment(environment)
+        # The environment's own section (budget, rate limits) is in force, named or not.
+        loaded = loaded.for_environment(environment or loaded.environment)
         _check_models(loaded, model, small_model, verifier)
         by_name = {t.name: t for t in tools}
         _check_tools(loaded, by_name)

@@ -323,6 +323,8 @@ class Contract(_Strict):
     tools: dict[str, ToolGrant] = Field(min_length=1)
 
     _source: Path | None = PrivateAttr(default=None)
+    _base: Contract | None = PrivateAttr(default=None)
+    """The contract as written, when this one is its view for an environment."""
 
     @model_validator(mode="after")
     def _tiers_exist_and_irreversible_is_gated(self) -> Contract:
@@ -396,14 +398,16 @@ class Contract(_Strict):
             raise ContractError(
                 f"unknown environment {environment!r}", hint=f"one of {known}"
             ) from None
-        section = self.environments.get(env)
+        base = self._base or self  # always derived from the file's own limits
+        section = base.environments.get(env)
         changes: dict[str, object] = {"environment": env}
         if section is not None and section.budget is not None:
             changes["budget"] = section.budget
         if section is not None and section.rate_limits is not None:
             changes["rate_limits"] = section.rate_limits
-        derived = self.model_copy(update=changes)
-        derived._source = self._source  # noqa: SLF001 - same file, another view of it
+        derived = base.model_copy(update=changes)
+        derived._source = base._source  # noqa: SLF001 - same file, another view of it
+        derived._base = base  # noqa: SLF001
         return derived
 
     @property

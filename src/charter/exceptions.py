@@ -28,6 +28,7 @@ The tree::
     │   │   └── RateLimited       a token bucket is empty
     │   └── NonDeterminismError   a resumed workflow asked for another step than the log's
     └── StoreError                the event store is unreachable, or corrupt
+        ├── ControlChanged        controls moved under a judged call; nothing written
         ├── LeaseLost             a worker wrote after another claimed its run; nothing written
         └── SchemaVersionError    the database was written by a newer Charter
 
@@ -47,6 +48,7 @@ __all__ = [
     "CharterError",
     "ConfigError",
     "ContractError",
+    "ControlChanged",
     "CredentialError",
     "LeaseLost",
     "LimitReached",
@@ -297,6 +299,22 @@ class StoreError(CharterError):
     """The event store is unreachable or its contents are inconsistent."""
 
     code = "store_error"
+
+
+class ControlChanged(StoreError):
+    """A kill switch, revocation or cancellation changed since the call was judged.
+
+    Raised by an intent's append, which then writes nothing; the gate reloads its view of the
+    controls and judges the call again. So a kill switch engaged anywhere binds the very next
+    intent, even on a node whose notification has not arrived yet.
+    """
+
+    code = "control_changed"
+
+    def __init__(self, message: str, *, version: int) -> None:
+        """Carry the control version now in force."""
+        super().__init__(message)
+        self.version = version
 
 
 class LeaseLost(StoreError):

@@ -30,7 +30,7 @@ from charter.exceptions import BudgetExceeded, CharterError, NonDeterminismError
 from charter.gate import budget_caps, input_hash
 from charter.models import Message, ModelResponse, ToolSpec, Usage
 from charter.privacy import redact, redact_text
-from charter.store import Reserve, Settle
+from charter.store import Reserve, Settle, micros
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -336,13 +336,13 @@ class RunContext(Context):
             if estimate is None:
                 problem = f"{candidate.name} has no price, so its cost cannot be held to a budget"
                 continue
-            if cap is not None and self.spent_usd + estimate > cap:
+            if cap is not None and micros(self.spent_usd) + micros(estimate) > micros(cap):
                 problem = (
                     f"a call of {candidate.name} would take the run past its ${cap:.2f} budget"
                 )
                 continue
             caps = budget_caps(agent.contract, self.tenant_id, self._clock)
-            if not caps:
+            if not caps or estimate <= 0:
                 return candidate, why, False
             reserve = Reserve(run_id=self.run_id, step=step, amount_usd=estimate, caps=caps)
             try:
@@ -541,6 +541,8 @@ class RunContext(Context):
 
     def _resolve(self, record: StepRecord, spec: ToolCallSpec) -> Decision:
         """The decision of a step the log already holds, finishing it if it was interrupted."""
+        # Verification already paid for this step counts, however the step resolves now.
+        self._state.spent_usd += record.verified_usd
         # A completed step is answered without typing its decision (see StepRecord.decided).
         decided = None if record.completed is not None else record.decided
         if record.completed is not None or (
@@ -555,6 +557,7 @@ class RunContext(Context):
             return self._history.recorded_decision(record, output)
         if decided is None:
             self._before_new_work()
+            self._pause_if_killed(spec.tool)
             return self._gate.submit(self._state, spec, step=record.step)
         if decided.decision == "allowed":
             # The intent is durable but the result is not: finish the step, same key, even in
@@ -575,6 +578,7 @@ class RunContext(Context):
                 reason=decided.reason,
             )
         self._before_new_work()
+        self._pause_if_killed(spec.tool)
         if state == "approved":
             # Judged afresh: a kill switch or policy change since the request still applies.
             self._state.approvals[record.step] = record.granted

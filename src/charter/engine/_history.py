@@ -54,6 +54,8 @@ class StepRecord:
     """The latest approval request for this step (escalation replaces it)."""
     granted: int = 0
     verdicts: list[ApprovalDecided] = field(default_factory=list)
+    verified_usd: float = 0.0
+    """What the independent verifier's judgements of this step cost, every judgement counted."""
 
     @property
     def tool(self) -> str:
@@ -104,8 +106,9 @@ class History:
 
     def _apply(self, stored: StoredEvent) -> None:
         match stored.event:
-            case ModelResponded(purpose="verify"):
-                pass  # the verifier's judgement of a tool step; the step is the tool's
+            case ModelResponded(purpose="verify") as e:
+                # The verifier's judgement of a tool step: the step stays the tool's.
+                self._tool_step(e.step).verified_usd += e.cost_usd
             case ModelResponded() as e:
                 self.steps[e.step] = StepRecord(step=e.step, kind="model", model=e)
             case TimerStarted() as e:

@@ -57,7 +57,7 @@ def render(decision: Decision) -> str:
 def agent_loop(ctx: Context, task: str) -> Finish:
     """The LLM agent workflow: ask the model, pass each tool call it makes through the gate.
 
-    Ends when the model answers without tool calls, the run's budget is spent, or `max_turns`
+    Ends when the model answers without tool calls, a budget stops the run, or `max_turns`
     model turns pass. A held call suspends the run until approvers decide.
     """
     agent = ctx.agent
@@ -67,10 +67,9 @@ def agent_loop(ctx: Context, task: str) -> Finish:
         Message(role="user", content=task),
     ]
     specs = agent.tool_specs()
-    cap = contract.budget.per_run_usd
     for _ in range(contract.max_turns):
-        if cap is not None and ctx.spent_usd >= cap:
-            return Finish(outcome="budget_exceeded", reason=f"spent ${ctx.spent_usd:.4f}")
+        # Budgets are the context's to enforce, before every model and tool call, as the
+        # contract's `on_exceeded` says.
         response = ctx.model(messages, specs)
         if not response.tool_calls:
             return Finish(reason=response.text or "model ended its turn")

@@ -57,6 +57,7 @@ class RunState:
         events: Sequence[Event],
         raw: Mapping[str, bytes] | None = None,
         charges: Sequence[Charge] = (),
+        control_version: int | None = None,
     ) -> None:
         """Append to the run's log in one durable transaction, deferred events first.
 
@@ -68,7 +69,14 @@ class RunState:
             raw = {**self.deferred_raw, **(raw or {})}
         if self.deferred_charges:
             charges = [*self.deferred_charges, *charges]
-        store.append(self.run_id, events, raw=raw, owner=self.lease_owner, charges=charges)
+        store.append(
+            self.run_id,
+            events,
+            raw=raw,
+            owner=self.lease_owner,
+            charges=charges,
+            control_version=control_version,
+        )
         self.deferred.clear()
         self.deferred_raw.clear()
         self.deferred_charges.clear()
@@ -113,6 +121,8 @@ class Call:
     """A shared limit that refused this call's charges; the call is being judged again."""
     verification: ModelResponse | None = None
     """The verifier model's answer, when it judged this call."""
+    control_version: int | None = None
+    """The control version the call was judged under; its intent commits only under it."""
 
     def context(self, *, attempt: int = 1) -> ToolContext:
         """What the tool's `run`, `facts` and `preview` are told about this call."""

@@ -36,9 +36,14 @@ class Controls:
         self._cancellations: dict[str, str] = {}
         self._identities: dict[str, IdentityRecord | None] = {}
 
-    def refresh(self) -> None:
-        """Reload if anything changed since the last call."""
-        version = self._store.control_version()
+    @property
+    def version(self) -> int:
+        """The control version this view was loaded at."""
+        return self._version
+
+    def refresh(self, version: int | None = None) -> None:
+        """Reload if anything changed since the last call (or if `version` is not this view's)."""
+        version = self._store.control_version() if version is None else version
         if version != self._version:
             self._switches = self._store.kill_switches()
             self._cancellations = self._store.cancellations()

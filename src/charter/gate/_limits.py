@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from charter._decision import CheckResult
 from charter.exceptions import BudgetExceeded, RateLimited
-from charter.store import Cap, Reserve, TakeToken
+from charter.store import Cap, Reserve, TakeToken, micros
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -97,7 +97,9 @@ def check_budget(call: Call, clock: Callable[[], datetime]) -> CheckResult:
     spent = call.run.spent_usd
     cap = budget.per_run_usd
     hit = call.limit_hit
-    if (cap is None or spent + estimate <= cap) and not isinstance(hit, BudgetExceeded):
+    # In micro-dollars, as the shared caps: six $0.01 calls fit a $0.06 cap exactly.
+    fits = cap is None or micros(spent) + micros(estimate) <= micros(cap)
+    if fits and not isinstance(hit, BudgetExceeded):
         if estimate > 0:
             caps = budget_caps(call.run.agent.contract, call.run.tenant_id, clock)
             if caps:

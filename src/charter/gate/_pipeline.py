@@ -34,7 +34,7 @@ from charter._events import (
     ToolProposed,
 )
 from charter._time import iso
-from charter.exceptions import BudgetExceeded, RateLimited
+from charter.exceptions import BudgetExceeded, ControlChanged, RateLimited
 from charter.gate._access import check_grant, check_kill_switch, check_principal
 from charter.gate._approval import check_approval
 from charter.gate._call import Call, RunState, idempotency_key, input_hash
@@ -107,7 +107,9 @@ class Gate:
 
         Returns the checks and each one's duration in microseconds.
         """
-        self.controls.refresh()
+        if call.control_version is None:
+            self.controls.refresh()
+        call.control_version = self.controls.version
         checks: list[CheckResult] = []
         timings: list[int] = []
         for stage in self.stages:
@@ -129,9 +131,17 @@ class Gate:
         """
         key = idempotency_key(run.run_id, step)
         hit: LimitReached | None = None
+        known: int | None = None
         waited = 0.0
         while True:
-            call = Call(run=run, step=step, spec=spec, idempotency_key=key, limit_hit=hit)
+            call = Call(
+                run=run,
+                step=step,
+                spec=spec,
+                idempotency_key=key,
+                limit_hit=hit,
+                control_version=known,
+            )
             try:
                 return self._judge(call)
             except RateLimited as exc:
@@ -147,6 +157,10 @@ class Gate:
                 hit = exc
             except BudgetExceeded as exc:
                 hit = exc
+            except ControlChanged as exc:
+                # A kill switch or revocation landed since this node last heard: judge again.
+                self.controls.refresh(exc.version)
+                known = exc.version
 
     def _judge(self, call: Call) -> Decision:
         """Decide, record and (if allowed) execute one call; raises `LimitReached` unwritten."""
@@ -210,9 +224,11 @@ class Gate:
                 checks=recorded,
             )
             # The intent is durable before the effect: a crash from here on is resumable. Its
-            # charges (token, reservation) commit with it or, if one does not fit, nothing does.
+            # charges (token, reservation) commit with it or, if one does not fit, nothing does;
+            # and only under the controls it was judged by (a kill switch binds at once).
+            intent = [*self._verified(call), proposed, verdict]
             run.append(
-                self._store, [*self._verified(call), proposed, verdict], charges=call.charges
+                self._store, intent, charges=call.charges, control_version=call.control_version
             )
             return self._execute(call, policy_ids)
         run.append(self._store, [*self._verified(call), *events])

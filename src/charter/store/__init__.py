@@ -27,6 +27,7 @@ from charter.store._limits import (
     Settle,
     SpendRecord,
     TakeToken,
+    micros,
 )
 from charter.store._sql import SchemaState, SqlStore
 from charter.store._sqlite import SqliteStore
@@ -52,6 +53,7 @@ __all__ = [
     "StoredEvent",
     "TakeToken",
     "event_hash",
+    "micros",
     "open_store",
 ]
 

@@ -388,6 +388,7 @@ class Store(ABC):
         raw: Mapping[str, bytes] | None = None,
         owner: str | None = None,
         charges: Sequence[Charge] = (),
+        control_version: int | None = None,
     ) -> list[StoredEvent]:
         """Append events to a run's chain in one durable transaction.
 
@@ -395,11 +396,14 @@ class Store(ABC):
         event and the payload that replays it exist together or not at all. `owner` fences a
         worker: if another worker holds the run's lease, nothing is written. `charges` are
         applied against the shared budgets and rate limits in the same transaction, first.
+        `control_version`, when given, must still be the store's: an intent judged under
+        controls that have changed since (a kill switch engaged on another node) is refused.
 
         Raises:
             LeaseLost: `owner` no longer holds the run.
             BudgetExceeded: A reservation does not fit a shared cap; nothing is written.
             RateLimited: A token bucket is empty; nothing is written.
+            ControlChanged: `control_version` is no longer current; nothing is written.
         """
 
     @abstractmethod

@@ -28,6 +28,7 @@ from charter._time import iso, utcnow
 from charter.exceptions import (
     ApprovalRefused,
     ConfigError,
+    ControlChanged,
     LeaseLost,
     NotFoundError,
     SchemaOutdated,
@@ -240,11 +241,19 @@ class SqlStore(ControlSql, Store):
         raw: Mapping[str, bytes] | None = None,
         owner: str | None = None,
         charges: Sequence[Charge] = (),
+        control_version: int | None = None,
     ) -> list[StoredEvent]:
         """Append events, update the run's projection and reseal its head, atomically."""
         with self._transaction() as db:
             return self._append_locked(
-                db, run_id, events, ts=_now(), raw=raw, owner=owner, charges=charges
+                db,
+                run_id,
+                events,
+                ts=_now(),
+                raw=raw,
+                owner=owner,
+                charges=charges,
+                control_version=control_version,
             )
 
     def _append_locked(
@@ -257,20 +266,16 @@ class SqlStore(ControlSql, Store):
         raw: Mapping[str, bytes] | None = None,
         owner: str | None = None,
         charges: Sequence[Charge] = (),
+        control_version: int | None = None,
     ) -> list[StoredEvent]:
+        # The control version rides on the run's read: checking it costs no round trip.
         row = db.execute(
-            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner, cancel_requested "
+            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner, cancel_requested, "
+            "(SELECT version FROM control_version) AS control_now "
             f"FROM runs WHERE run_id = ?{self._FOR_UPDATE}",
             (run_id,),
         ).fetchone()
-        if row is None:
-            raise NotFoundError(f"run {run_id} does not exist")
-        if owner is not None and row["lease_owner"] != owner:
-            # Fencing: a worker whose lease ran out must not write after its successor.
-            raise LeaseLost(f"run {run_id} is held by {row['lease_owner'] or 'no worker'} now")
-        record = before = _record_from_row(row)
-        if record.final and events:
-            raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
+        record = before = _checked_head(row, run_id, events, owner, control_version)
         if charges:
             # After the run's lock, so a fenced-out worker charges nothing.
             apply_charges(db, charges, now=self._clock(db), for_update=self._FOR_UPDATE)
@@ -673,6 +678,34 @@ class SqlStore(ControlSql, Store):
                 (iso(now), *workflows),
             ).fetchall()
         return [approval_from_row(r) for r in rows]
+
+
+def _checked_head(
+    row: Row | None,
+    run_id: str,
+    events: Sequence[Event],
+    owner: str | None,
+    control_version: int | None,
+) -> RunRecord:
+    """The run's record, if this append may go on.
+
+    It may if the run exists, `owner` holds it, it has not ended, and the controls are still
+    those the caller judged under.
+    """
+    if row is None:
+        raise NotFoundError(f"run {run_id} does not exist")
+    if owner is not None and row["lease_owner"] != owner:
+        # Fencing: a worker whose lease ran out must not write after its successor.
+        raise LeaseLost(f"run {run_id} is held by {row['lease_owner'] or 'no worker'} now")
+    record = _record_from_row(row)
+    if record.final and events:
+        raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
+    if control_version is not None and row["control_now"] != control_version:
+        raise ControlChanged(
+            f"controls moved to version {row['control_now']} since the call was judged",
+            version=row["control_now"],
+        )
+    return record
 
 
 def _paused_by(suspended: RunSuspended | None) -> str | None:
