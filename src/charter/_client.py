@@ -213,8 +213,21 @@ class Client:
             raise UserError(
                 "a kill switch needs a scope", hint="name a workflow, tenant, tool or agent"
             )
+        switch = self._switch(by, token, reason, (agent, workflow, tenant_id, tool))
+        self.store.engage_kill_switch(switch)
+        return switch
+
+    def _switch(
+        self,
+        by: str,
+        token: str | None,
+        reason: str,
+        scope: tuple[str | None, str | None, str | None, str | None],
+    ) -> KillSwitch:
+        """A switch of this (agent, workflow, tenant, tool) scope, by an authenticated operator."""
         operator = self.authenticate(by, token, role="operator")
-        switch = KillSwitch(
+        agent, workflow, tenant_id, tool = scope
+        return KillSwitch(
             agent=agent,
             workflow=workflow,
             tenant_id=tenant_id,
@@ -223,8 +236,6 @@ class Client:
             created_by=operator.name,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        self.store.engage_kill_switch(switch)
-        return switch
 
     def unkill(
         self,
@@ -243,17 +254,8 @@ class Client:
             CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
             NotFoundError: No kill switch of this scope is engaged.
         """
-        operator = self.authenticate(by, token, role="operator")
-        scope = KillSwitch(
-            agent=agent,
-            workflow=workflow,
-            tenant_id=tenant_id,
-            tool=tool,
-            reason=_checked_reason(reason),
-            created_by=operator.name,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        if not self.store.release_kill_switch(scope.key, by=operator.name, reason=scope.reason):
+        scope = self._switch(by, token, reason, (agent, workflow, tenant_id, tool))
+        if not self.store.release_kill_switch(scope.key, by=scope.created_by, reason=scope.reason):
             engaged = ", ".join(s.key for s in self.store.kill_switches()) or "none"
             raise NotFoundError(
                 f"no kill switch is engaged for {scope.key}",

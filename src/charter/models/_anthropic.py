@@ -7,12 +7,12 @@ The SDK is imported when a model is built, so `import charter` needs no extra;
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter._events import ToolCallSpec
-from charter.exceptions import ConfigError, ModelError, ModelRateLimited, ModelUnavailable
+from charter.exceptions import ConfigError, ModelError
 from charter.models._base import Message, ModelResponse, ToolSpec, Usage
+from charter.models._provider import prompt_tokens, typed_error
 
 if TYPE_CHECKING:
     import anthropic
@@ -132,7 +132,7 @@ class AnthropicModel:
         """The prompt at four characters a token plus `max_tokens` of answer; None unpriced."""
         if self._price is None:
             return None
-        return self._price.estimate(_prompt_tokens(messages, tools), self._max_tokens)
+        return self._price.estimate(prompt_tokens(messages, tools), self._max_tokens)
 
     def close(self) -> None:
         """Close the SDK's connection pool."""
@@ -175,28 +175,15 @@ class AnthropicModel:
             detail = exc.api_message
         if isinstance(exc, anthropic.APIConnectionError) and exc.__cause__ is not None:
             detail = f"{detail} ({exc.__cause__})"
-        # A server may echo the key back; it must not reach logs or the event store.
-        for secret in (self._client.api_key, self._client.auth_token):
-            if secret:
-                detail = detail.replace(secret, "[redacted]")
-        where = f"{self.name} at {self._client.base_url.host}"
-        retried = f"max_retries={self._max_retries}"
-        if isinstance(exc, anthropic.RateLimitError):
-            return ModelRateLimited(
-                f"{where}: rate limited ({retried}): {detail}",
-                hint="lower the request rate, raise max_retries, or check the account's limits",
-            )
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ModelUnavailable(
-                f"{where}: no answer ({retried}): {detail}",
-                hint="check base_url and that the server is running",
-            )
-        status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
-        if status is not None and (status >= 500 or status == 408):  # noqa: PLR2004 - HTTP
-            return ModelUnavailable(f"{where}: server error {status} ({retried}): {detail}")
-        return ModelError(
-            f"{where}: request refused ({status}): {detail}",
-            hint=_HINTS.get(status or 0, "check the request the model was given"),
+        return typed_error(
+            where=f"{self.name} at {self._client.base_url.host}",
+            detail=detail,
+            secrets=(self._client.api_key, self._client.auth_token),
+            rate_limited=isinstance(exc, anthropic.RateLimitError),
+            unreachable=isinstance(exc, anthropic.APIConnectionError),
+            status=exc.status_code if isinstance(exc, anthropic.APIStatusError) else None,
+            max_retries=self._max_retries,
+            hints=_HINTS,
         )
 
 
@@ -235,13 +222,3 @@ def _messages(messages: list[Message]) -> tuple[str, list[MessageParam]]:
 
 def _tool(spec: ToolSpec) -> ToolParam:
     return {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
-
-
-def _prompt_tokens(messages: list[Message], tools: list[ToolSpec]) -> int:
-    chars = sum(
-        len(m.content) + sum(len(c.tool) + len(json.dumps(c.arguments)) for c in m.tool_calls)
-        for m in messages
-    )
-    chars += sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
-    # Four characters a token is the usual rule of thumb; rounding up keeps it an upper bound.
-    return math.ceil(chars / 4)

@@ -13,8 +13,9 @@ from statistics import fmean
 from typing import TYPE_CHECKING, Literal
 
 from charter._events import ToolCallSpec
-from charter.exceptions import ConfigError, ModelError, ModelRateLimited, ModelUnavailable
+from charter.exceptions import ConfigError, ModelError
 from charter.models._base import Message, ModelResponse, ToolSpec, Usage
+from charter.models._provider import prompt_tokens, typed_error
 
 if TYPE_CHECKING:
     import openai
@@ -139,7 +140,7 @@ class OpenAIModel:
         """The prompt at four characters a token plus `max_tokens` of answer; None unpriced."""
         if self._price is None:
             return None
-        return self._price.estimate(_prompt_tokens(messages, tools), self._max_tokens)
+        return self._price.estimate(prompt_tokens(messages, tools), self._max_tokens)
 
     def close(self) -> None:
         """Close the SDK's connection pool."""
@@ -163,7 +164,7 @@ class OpenAIModel:
             )
         else:  # a compatible server may omit usage; the upper estimate keeps budgets honest
             usage = Usage(
-                prompt_tokens=_prompt_tokens(messages, tools), completion_tokens=self._max_tokens
+                prompt_tokens=prompt_tokens(messages, tools), completion_tokens=self._max_tokens
             )
         confidence = None
         if self._logprobs and choice.logprobs is not None and choice.logprobs.content:
@@ -208,27 +209,15 @@ class OpenAIModel:
             detail = exc.body["message"]
         if isinstance(exc, openai.APIConnectionError) and exc.__cause__ is not None:
             detail = f"{detail} ({exc.__cause__})"
-        # A server may echo the key back (OpenAI masks it; others need not).
-        if self._client.api_key:
-            detail = detail.replace(self._client.api_key, "[redacted]")
-        where = f"{self.name} at {self._client.base_url.host}"
-        retried = f"max_retries={self._max_retries}"
-        if isinstance(exc, openai.RateLimitError):
-            return ModelRateLimited(
-                f"{where}: rate limited ({retried}): {detail}",
-                hint="lower the request rate, raise max_retries, or check the account's limits",
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            return ModelUnavailable(
-                f"{where}: no answer ({retried}): {detail}",
-                hint="check base_url and that the server is running",
-            )
-        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-        if status is not None and (status >= 500 or status == 408):  # noqa: PLR2004 - HTTP
-            return ModelUnavailable(f"{where}: server error {status} ({retried}): {detail}")
-        return ModelError(
-            f"{where}: request refused ({status}): {detail}",
-            hint=_HINTS.get(status or 0, "check the request the model was given"),
+        return typed_error(
+            where=f"{self.name} at {self._client.base_url.host}",
+            detail=detail,
+            secrets=(self._client.api_key,),
+            rate_limited=isinstance(exc, openai.RateLimitError),
+            unreachable=isinstance(exc, openai.APIConnectionError),
+            status=exc.status_code if isinstance(exc, openai.APIStatusError) else None,
+            max_retries=self._max_retries,
+            hints=_HINTS,
         )
 
 
@@ -271,13 +260,3 @@ def _tool(spec: ToolSpec) -> ChatCompletionToolParam:
             "parameters": spec.parameters,
         },
     }
-
-
-def _prompt_tokens(messages: list[Message], tools: list[ToolSpec]) -> int:
-    chars = sum(
-        len(m.content) + sum(len(c.tool) + len(json.dumps(c.arguments)) for c in m.tool_calls)
-        for m in messages
-    )
-    chars += sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
-    # Four characters a token is the usual rule of thumb; rounding up keeps it an upper bound.
-    return math.ceil(chars / 4)
