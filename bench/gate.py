@@ -134,7 +134,11 @@ def fixture() -> Iterator[Fixture]:
         agent = _agent(tools, policy)
         contract = agent.contract
         issued = create_agent_identity(
-            store, agent=contract.agent, workflow=contract.workflow, tenant_id=TENANT
+            store,
+            agent=contract.agent,
+            workflow=contract.workflow,
+            tenant_id=TENANT,
+            environment=contract.environment.value,
         )
 
         refund = agent.tools["refund"]

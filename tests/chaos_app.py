@@ -258,7 +258,10 @@ class Scenario:
         with Client(config) as client:
             tokens = {
                 t: client.create_agent_identity(
-                    agent=contract.agent, workflow=contract.workflow, tenant_id=t
+                    agent=contract.agent,
+                    workflow=contract.workflow,
+                    tenant_id=t,
+                    environment=contract.environment.value,
                 ).token
                 for t in TENANTS
             }
