@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from charter._contract import Autonomy, Effect, Environment
+from charter._contract import Autonomy, Effect, Environment, describe_error
 from charter.exceptions import AssessmentError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from pydantic_core import ErrorDetails
 
     from charter._contract import Contract
 
@@ -432,17 +430,6 @@ def lint_contract(contract: Contract, assessment: Assessment | None = None) -> l
 
 
 # --- loading ------------------------------------------------------------------------------------
-def _describe(error: ErrorDetails) -> str:
-    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{loc}: unknown key (remove it or check its spelling)"
-    if error["type"] == "missing":
-        return f"{loc}: required key is missing"
-    got = error.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-    return f"{loc}: {error['msg'].removeprefix('Value error, ')}{shown}"
-
-
 def load_assessment(path: str | Path) -> Assessment:
     """Read and strictly validate an assessment file (YAML, or JSON when it ends in `.json`).
 
@@ -464,7 +451,7 @@ def load_assessment(path: str | Path) -> Assessment:
     try:
         return Assessment.model_validate(raw)
     except ValidationError as exc:
-        lines = "\n".join(f"  {_describe(e)}" for e in exc.errors())
+        lines = "\n".join(f"  {describe_error(e)}" for e in exc.errors())
         raise AssessmentError(
             f"{file}: assessment is invalid ({exc.error_count()} problem(s)):\n{lines}",
             hint="see docs/autonomy.md for every key and its values",

@@ -440,7 +440,11 @@ class Contract(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _describe(error: ErrorDetails) -> str:
+def describe_error(error: ErrorDetails) -> str:
+    """One validation problem as a line naming the key path and what was expected.
+
+    Shared by every strictly validated file (contracts, assessments).
+    """
     loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -449,7 +453,7 @@ def _describe(error: ErrorDetails) -> str:
         return f"{loc}: required key is missing"
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-    return f"{loc}: {error['msg']}{shown}"
+    return f"{loc}: {error['msg'].removeprefix('Value error, ')}{shown}"
 
 
 def load_contract(path: str | Path) -> Contract:
@@ -479,7 +483,7 @@ def load_contract(path: str | Path) -> Contract:
     try:
         contract = Contract.model_validate(raw)
     except ValidationError as exc:
-        lines = "\n".join(f"  {_describe(e)}" for e in exc.errors())
+        lines = "\n".join(f"  {describe_error(e)}" for e in exc.errors())
         raise ContractError(
             f"{file}: contract is invalid ({exc.error_count()} problem(s)):\n{lines}",
             hint="see docs/contracts.md for every key and its type",

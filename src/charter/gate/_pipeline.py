@@ -50,6 +50,7 @@ from charter.store import Settle
 if TYPE_CHECKING:
     from charter._events import ToolCallSpec
     from charter.exceptions import LimitReached, ToolError
+    from charter.models import ModelResponse
     from charter.store import Store
 
 __all__ = ["Gate", "Stage"]
@@ -132,6 +133,7 @@ class Gate:
         key = idempotency_key(run.run_id, step)
         hit: LimitReached | None = None
         known: int | None = None
+        verified: ModelResponse | None = None
         waited = 0.0
         while True:
             call = Call(
@@ -141,10 +143,15 @@ class Gate:
                 idempotency_key=key,
                 limit_hit=hit,
                 control_version=known,
+                verification=verified,
             )
+            # Judged again after a refused charge, the call keeps the verifier's answer: the
+            # verifier is asked (and paid) once per judgement that can be recorded.
+            verified = None
             try:
                 return self._judge(call)
             except RateLimited as exc:
+                verified = call.verification
                 rule = rate_rule(run.agent.contract, spec.tool)
                 if (
                     rule is not None
@@ -156,15 +163,16 @@ class Gate:
                     continue
                 hit = exc
             except BudgetExceeded as exc:
-                hit = exc
+                verified, hit = call.verification, exc
             except ControlChanged as exc:
-                # A kill switch or revocation landed since this node last heard: judge again.
+                # A kill switch or revocation landed since this node last heard: judge again,
+                # from the start (the verifier included).
                 self.controls.refresh(exc.version)
                 known = exc.version
 
     def _judge(self, call: Call) -> Decision:
         """Decide, record and (if allowed) execute one call; raises `LimitReached` unwritten."""
-        run, step, spec, key = call.run, call.step, call.spec, call.idempotency_key
+        step, spec, key = call.step, call.spec, call.idempotency_key
         checks, timings = self.decide(call)
         final = checks[-1]
         tool = spec.tool
@@ -226,13 +234,29 @@ class Gate:
             # The intent is durable before the effect: a crash from here on is resumable. Its
             # charges (token, reservation) commit with it or, if one does not fit, nothing does;
             # and only under the controls it was judged by (a kill switch binds at once).
-            intent = [*self._verified(call), proposed, verdict]
-            run.append(
-                self._store, intent, charges=call.charges, control_version=call.control_version
-            )
+            self._record(call, [proposed, verdict], intent=True)
             return self._execute(call, policy_ids)
-        run.append(self._store, [*self._verified(call), *events])
+        self._record(call, events, intent=False)
         return decision
+
+    def _record(self, call: Call, events: list[Event], *, intent: bool) -> None:
+        """Append the call's decision, after the verifier's judgement of it if there was one.
+
+        An intent carries its charges, and commits only under the controls it was judged by.
+        """
+        verified = self._verified(call)
+        if intent:
+            call.run.append(
+                self._store,
+                [*verified, *events],
+                charges=call.charges,
+                control_version=call.control_version,
+            )
+        else:
+            call.run.append(self._store, [*verified, *events])
+        if verified and call.verification is not None:
+            # Counted once written: a refused append is judged again with the same answer.
+            call.run.spent_usd += call.verification.cost_usd
 
     def _verified(self, call: Call) -> list[Event]:
         """The verifier's model call as an event (verification cost), if it judged this call."""
@@ -240,7 +264,6 @@ class Gate:
         verifier = call.run.agent.verifier
         if response is None or verifier is None:
             return []
-        call.run.spent_usd += response.cost_usd
         return [
             ModelResponded(
                 step=call.step,

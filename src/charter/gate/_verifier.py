@@ -80,9 +80,10 @@ def check_verifier(call: Call) -> CheckResult:
         Message(role="system", content=INSTRUCTIONS),
         Message(role="user", content=_proposal(call)),
     ]
-    response: ModelResponse | None = None
+    response: ModelResponse | None = call.verification
     try:
-        response = agent.verifier.respond(messages, [])
+        # A call judged again after a refused charge keeps the answer it already paid for.
+        response = response or agent.verifier.respond(messages, [])
     except CharterError as exc:
         parsed, failure = None, f"the verifier failed ({exc.code}); a person decides"
     except Exception as exc:  # noqa: BLE001 - any verifier failure holds the call

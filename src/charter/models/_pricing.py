@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from charter._contract import describe_error
 from charter.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -81,9 +82,7 @@ class PriceTable(BaseModel):
         try:
             return cls.model_validate(raw or {})
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(describe_error(e) for e in exc.errors())
             raise ConfigError(
                 f"{file}: price table is invalid: {problems}",
                 hint="models: {NAME: {input_per_mtok: USD, output_per_mtok: USD}}",
