@@ -113,25 +113,34 @@ def _charge_us(store: SqliteStore) -> dict[str, float]:
         Cap(scope="workflow:bench", day=day, cap_usd=1e6),
         Cap(scope=f"tenant:{TENANT}", day=day, cap_usd=1e6),
     )
-    timings: dict[str, list[float]] = {"intent": [], "result": []}
+    timings: dict[str, list[float]] = {"intent": [], "result": [], "bare": []}
     with store._transaction() as db:  # noqa: SLF001 - the bench times the store's own SQL
         for n in range(CHARGES):
+            reserve = Reserve(run_id="run_bench", step=n, amount_usd=0.001, caps=caps)
             intent = [
                 TakeToken(key=f"bench/{TENANT}/record", per_second=1e6, capacity=1e6),
-                Reserve(run_id="run_bench", step=n, amount_usd=0.001, caps=caps),
+                reserve,
             ]
+            # As the gate settles: it holds the reservation its intent committed.
+            settle = Settle(run_id="run_bench", step=n, cost_usd=0.001, reserved=reserve)
             started = time.perf_counter_ns()
             apply_charges(db, intent, now=time.time(), for_update="")
             middle = time.perf_counter_ns()
-            apply_charges(
-                db, [Settle(run_id="run_bench", step=n, cost_usd=0.001)], now=0.0, for_update=""
-            )
+            apply_charges(db, [settle], now=0.0, for_update="")
             ended = time.perf_counter_ns()
+            # The baseline: one bare single-row UPDATE through the same connection, which is
+            # what the machine makes of the smallest statement a charge could be.
+            db.execute(_BARE, ("workflow:bench", day))
+            bare = time.perf_counter_ns()
             timings["intent"].append((middle - started) / 1000)
             timings["result"].append((ended - middle) / 1000)
+            timings["bare"].append((bare - ended) / 1000)
         db.execute("ROLLBACK")
         db.execute("BEGIN")
     return {name: statistics.median(values) for name, values in timings.items()}
+
+
+_BARE = "UPDATE spend SET spent = spent + 0 WHERE scope = ? AND day = ?"
 
 
 def measure(repetitions: int) -> dict[str, Any]:
@@ -162,6 +171,7 @@ def measure(repetitions: int) -> dict[str, Any]:
         "step_us": {name: statistics.median(v) for name, v in per_step.items()},
         "stages_us": stages,
         "charges_us": {k: statistics.median(c[k] for c in charges) for k in ("intent", "result")},
+        "bare_us": statistics.median(c["bare"] for c in charges),
     }
 
 
@@ -192,6 +202,15 @@ def report(result: dict[str, Any], repetitions: int) -> list[str]:
         f"| **total** | **{total:.1f} µs** |",
         "",
         f"Goal: at most {GOAL_US:.0f} µs together per call: **{verdict}** ({total:.1f} µs).",
+        "",
+        (
+            f"Baseline, same run: one bare single-row `UPDATE` through the same connection took "
+            f"{result['bare_us']:.1f} µs, so the charges cost "
+            f"{sum(charges.values()) / result['bare_us']:.1f} bare statements and the whole "
+            f"overhead {total / result['bare_us']:.1f}. Compare machines by these ratios: "
+            "absolute times move with the CPU (the same code measures several times slower "
+            "on a busy virtual machine)."
+        ),
         "",
         (
             f"For context, a whole governed step on SQLite (`synchronous=FULL`) took "

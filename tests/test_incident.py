@@ -167,12 +167,19 @@ class TestKillCli:
             pytest.param((*ACME, "--as", "oscar"), "", "credential_invalid", id="no-token"),
             pytest.param((*ACME, "--as", "oscar"), "chr_x", "credential_invalid", id="bad-token"),
             pytest.param(("--as", "oscar"), "oscar", "user_error", id="no-scope"),
+            pytest.param(
+                (*ACME, "--as", "oscar", "--reason", "  "),
+                "oscar",
+                "reason_invalid",
+                id="blank-reason",
+            ),
         ],
     )
     def test_a_refused_kill_exits_2_and_engages_nothing(self, home, store, args, token_of, code):
         """A refused kill prints the error envelope, exits 2, and neither engages nor logs."""
         token = home.tokens.get(token_of, token_of)
-        result = invoke(home, "kill", *args, "--reason", "stop it", "--json", token=token)
+        reason = () if "--reason" in args else ("--reason", "stop it")
+        result = invoke(home, "kill", *args, *reason, "--json", token=token)
         assert result.exit_code == 2, result.output
         assert json.loads(result.stdout)["error"]["code"] == code
         assert store.kill_switches() == []
@@ -547,6 +554,35 @@ class TestPause:
         assert Worker(plane, [workflow]).run(until_idle=True).completed == 1
         assert store.get_run(result.run_id).status == "completed"
         assert toolset.effects == [("record_write", idempotency_key(result.run_id, 2))]
+
+    @pytest.mark.parametrize(
+        ("on_kill", "status", "outcome"),
+        [("stop", "cancelled", "killed"), ("pause", "waiting", "pending")],
+    )
+    def test_a_switch_reaches_a_run_at_its_next_timer(
+        self, plane, store, cred, make_contract, toolset, on_kill, status, outcome
+    ):
+        """A workflow-wide switch engaged while a run sleeps between calls stops (or pauses)
+        it at its next timer, before the timer is even recorded; no later call is made."""
+
+        def sleepy(ctx: Context, _task: object) -> str:
+            ctx.tool("record_write", {"item": "a"})
+            store.engage_kill_switch(_switch(workflow="testing"))
+            ctx.sleep(60)
+            ctx.tool("record_write", {"item": "b"})
+            return "done"
+
+        agent = Agent.load(
+            make_contract(on_kill=on_kill), tools=toolset.tools, model=ScriptedModel([])
+        )
+        workflow = Workflow(agent=agent, fn=sleepy)
+        run_id = plane.start(workflow, credential=cred.token, tenant_id="acme", task="t")
+        Worker(plane, [workflow]).run(until_idle=True)
+        record = store.get_run(run_id)
+        assert (record.status, record.outcome) == (status, outcome)
+        assert _events(store, run_id, "timer.started") == []
+        assert len(toolset.effects) == 1
+        assert _verified(store, run_id)
 
     def test_releasing_another_switch_does_not_wake_the_run(
         self, plane, store, cred, make_contract, toolset

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from _factories import finished_event, started_event
-from charter import Agent, Client, Config, ControlPlane, Denied, NeedsApproval
+from charter import Agent, Client, Config, ControlPlane, Denied
 from charter._contract import load_contract
 from charter._identity import create_agent_identity
 from charter._time import utcnow
-from charter.engine import Worker, Workflow, agent_loop
+from charter.engine import Worker, Workflow, agent_loop, replay_run
 from charter.exceptions import BudgetExceeded, ContractError, LeaseLost, ModelError
 from charter.gate import Executor
 from charter.models import ScriptedModel, ScriptedTurn
@@ -299,30 +299,108 @@ class TestRunBudgetEscalate:
         assert len(toolset.effects) == 2
         assert _ledger(store, "workflow:testing") == [(0.02, 0.0)]
 
-    def test_a_model_turn_over_the_cap_hands_the_run_to_a_person(self, build, run, store):
-        """With `escalate`, a model turn that would pass the cap ends the run escalated
-        (code budget_exceeded) without asking the model."""
-        model = Quoted([say("done")], quote=0.01)
-        result = run(build(model=model, budget=ESCALATE))
-        assert (result.status, result.outcome) == ("failed", "escalated")
-        assert _finished(store, result.run_id)["code"] == "budget_exceeded"
+    @pytest.fixture
+    def held_turn(self, build, plane, creds, store) -> tuple[Workflow, Quoted, str, str]:
+        """An agent loop whose first model turn (quoted $0.01) would pass its half-cent budget,
+        worked until it rests: (workflow, model, run id, approval request id)."""
+        model = Quoted([call("record_write"), say("done")], quote=0.01)
+        workflow = Workflow(agent=build(model=model, budget=ESCALATE), fn=agent_loop)
+        run_id = plane.start(workflow, credential=creds["acme"], tenant_id="acme", task="go")
+        Worker(plane, [workflow]).run(until_idle=True)
+        (request,) = store.list_approvals(run_id=run_id)
+        return workflow, model, run_id, request.request_id
+
+    def test_a_model_turn_over_the_cap_waits_for_an_approval(self, held_turn, store, toolset):
+        """With `escalate`, a model turn that would pass the cap is not asked: the run waits
+        for an approval at `escalate_tier`, requested for the model call and saying why."""
+        _, model, run_id, request_id = held_turn
+        assert _outcome(store, run_id) == ("waiting", "pending")
+        request = store.get_approval(request_id)
+        assert (request.tool, request.tier, request.step) == ("(model)", "ops", 1)
+        assert "past the budget" in request.summary
+        assert "past its $0.005 budget" in request.summary
+        assert model.asked == 0
+        assert toolset.effects == []
+
+    def test_approved_the_model_turn_runs_and_each_later_one_asks_again(
+        self, held_turn, store, plane, decide, toolset
+    ):
+        """Approved, the held turn is asked once and the run goes on; the next priced turn is
+        past the cap as well and asks again (an approval covers one call). Approving that too,
+        the run completes; its log verifies."""
+        workflow, model, run_id, first = held_turn
+        decide(first, "approve")
+        Worker(plane, [workflow]).run(until_idle=True)
+        assert model.asked == 1
+        # The approved turn asked for record_write ($0.01, past the cap too): held in turn.
+        requests = store.list_approvals(run_id=run_id)
+        pending = [r for r in requests if r.status == "pending"]
+        assert [r.tool for r in pending] == ["record_write"]
+        decide(pending[0].request_id, "approve")
+        Worker(plane, [workflow]).run(until_idle=True)
+        pending = [r for r in store.list_approvals(run_id=run_id) if r.status == "pending"]
+        assert [(r.tool, r.step) for r in pending] == [("(model)", 3)]
+        decide(pending[0].request_id, "approve")
+        Worker(plane, [workflow]).run(until_idle=True)
+        assert _outcome(store, run_id) == ("completed", "resolved")
+        assert model.asked == 2
+        assert len(toolset.effects) == 1
+        assert [r.ok for r in store.verify(run_id)] == [True]
+
+    def test_denied_the_model_turn_is_never_asked(self, held_turn, store, plane, decide):
+        """Refused, the model is never asked and the run ends failed/budget_exceeded, naming
+        who refused."""
+        workflow, model, run_id, request_id = held_turn
+        decide(request_id, "deny")
+        Worker(plane, [workflow]).run(until_idle=True)
+        assert _outcome(store, run_id) == ("failed", "budget_exceeded")
+        finished = _finished(store, run_id)
+        assert finished["code"] == "budget_exceeded"
+        assert "denied by bob" in finished["reason"]
         assert model.asked == 0
 
-    def test_past_an_approved_call_the_next_priced_model_turn_escalates(
-        self, build, run, store, plane, decide, toolset
+    def test_an_expired_request_ends_the_run_over_budget(self, held_turn, store, plane, clock):
+        """A request nobody decides expires (tier ops: 1h, on_expiry deny): the run ends
+        failed/budget_exceeded and the model is never asked."""
+        workflow, model, run_id, _ = held_turn
+        clock.advance(hours=2)
+        Worker(plane, [workflow]).run(until_idle=True)
+        assert _outcome(store, run_id) == ("failed", "budget_exceeded")
+        assert "expired" in _finished(store, run_id)["reason"]
+        assert model.asked == 0
+
+    def test_an_approved_model_turn_past_a_day_cap_is_counted(
+        self, build, store, plane, creds, decide
     ):
-        """An agent loop let past its cap by an approval goes on to a model turn with a price:
-        that turn would pass the cap too, so the run is handed to a person (escalated)."""
-        agent = build(
-            model=Quoted([call("record_write"), say("done")], quote=0.001), budget=ESCALATE
-        )
-        result = run(agent)
-        (held,) = result.decisions
-        assert isinstance(held, NeedsApproval)
-        decide(held.request_id, "approve")
-        Worker(plane, [Workflow(agent=agent, fn=agent_loop)]).run(until_idle=True)
-        assert len(toolset.effects) == 1
-        assert _outcome(store, result.run_id) == ("failed", "escalated")
+        """An approval lets a priced turn past the workflow's day cap; the ledger counts what
+        it cost (above the cap), with nothing left reserved."""
+        budget = {"per_workflow_day_usd": 0.0001, "on_exceeded": "escalate", "escalate_tier": "ops"}
+        # 100 tokens quoted at $1/Mtok out = $0.0001 estimate; the answer costs one token.
+        model = ScriptedModel([say("done")], name="priced", usd_per_mtok_out=1000, max_tokens=100)
+        workflow = Workflow(agent=build(model=model, budget=budget), fn=agent_loop)
+        run_id = plane.start(workflow, credential=creds["acme"], tenant_id="acme", task="go")
+        Worker(plane, [workflow]).run(until_idle=True)
+        (request,) = store.list_approvals(run_id=run_id)
+        assert request.tool == "(model)"
+        decide(request.request_id, "approve")
+        Worker(plane, [workflow]).run(until_idle=True)
+        assert _outcome(store, run_id) == ("completed", "resolved")
+        spent = store.get_run(run_id).cost_usd
+        assert spent > 0
+        assert _ledger(store, "workflow:testing") == [(round(spent, 6), 0.0)]
+
+    def test_replay_of_a_refused_model_turn_stops_at_the_hold(
+        self, held_turn, store, plane, decide
+    ):
+        """Replaying a run whose held turn was refused reports the hold, and never calls the
+        model."""
+        workflow, model, run_id, request_id = held_turn
+        decide(request_id, "deny")
+        Worker(plane, [workflow]).run(until_idle=True)
+        report = replay_run(store, run_id, [workflow])
+        assert "held for an approval to go past the budget" in report.ended
+        assert report.ok
+        assert model.asked == 0
 
 
 DEGRADE = [
@@ -484,6 +562,31 @@ class TestConcurrentDayCap:
 
 
 # --- 5. reservations across a crash and a run's end -----------------------------------------------
+class TestRetryCosts:
+    def test_each_attempt_of_a_retried_call_is_paid_for(
+        self, make_contract, contract_data, toolset, run, store
+    ):
+        """A $0.01 tool that fails twice with a retryable error and then succeeds costs the run
+        three attempts ($0.03): recorded on its result, in the run's cost and in the ledger."""
+        toolset.flaky_failures = 2
+        tools = [
+            dataclasses.replace(t, cost_usd=0.01) if t.name == "flaky" else t for t in toolset.tools
+        ]
+        budget = {"per_run_usd": 1.0, "per_workflow_day_usd": 1.0}
+        agent = Agent.load(
+            make_contract({**contract_data, "budget": budget}),
+            tools=tools,
+            model=ScriptedModel([call("flaky"), say("done")]),
+        )
+        result = run(agent)
+        (completed,) = [
+            e.payload for e in store.events(result.run_id) if e.kind == "tool.completed"
+        ]
+        assert (completed["attempts"], completed["cost_usd"]) == (3, 0.03)
+        assert round(result.cost_usd, 6) == 0.03
+        assert _ledger(store, "workflow:testing") == [(0.03, 0.0)]
+
+
 class TestReservations:
     def _reserve(self, step: int, amount: float, *, cap: float = 0.05) -> Reserve:
         day = utcnow().strftime("%Y-%m-%d")

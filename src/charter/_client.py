@@ -11,11 +11,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from charter._events import ApprovalDecided
 from charter._export import run_record
 from charter._identity import IssuedCredential, create_agent_identity, create_human
-from charter._time import utcnow
-from charter.exceptions import ApprovalRefused, CredentialError, NotFoundError, UserError
+from charter._time import iso, utcnow
+from charter.exceptions import (
+    ApprovalRefused,
+    CredentialError,
+    NotFoundError,
+    ReasonInvalid,
+    UserError,
+)
 from charter.gate import hash_token
 from charter.privacy import redact_text
-from charter.store import KillSwitch, open_store
+from charter.store import CacheEntry, KillSwitch, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -137,7 +143,7 @@ class Client:
             request_id,
             approver=person,
             decision=decision,
-            reason=_checked_reason(reason),
+            reason=_checked_reason(reason, refused=ApprovalRefused),
             now=utcnow(),
         )
 
@@ -271,17 +277,50 @@ class Client:
         """Every kill and unkill, oldest first."""
         return self.store.control_log()
 
+    def cache_entries(
+        self, *, workflow: str | None = None, tenant_id: str | None = None
+    ) -> list[CacheEntry]:
+        """The artifact cache's entries in a scope, without their values."""
+        return self.store.cache_entries(workflow=workflow, tenant_id=tenant_id)
+
+    def clear_cache(
+        self,
+        *,
+        by: str,
+        token: str | None,
+        workflow: str | None = None,
+        tenant_id: str | None = None,
+        expired: bool = False,
+    ) -> int:
+        """Drop cached answers of a scope (or only the expired ones) as operator `by`.
+
+        For an answer that must not be reused (a poisoned retrieval, a wrong classification)
+        before its TTL runs out. Returns how many entries were dropped.
+
+        Raises:
+            CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
+        """
+        self.authenticate(by, token, role="operator")
+        return self.store.cache_clear(
+            workflow=workflow,
+            tenant_id=tenant_id,
+            expired_before=iso(utcnow()) if expired else None,
+        )
+
 
 _MAX_REASON = 500
 
 
-def _checked_reason(reason: str) -> str:
-    """A reason fit for the audit log: present, printable, bounded; redacted before it is kept."""
+def _checked_reason(reason: str, *, refused: type[UserError] = ReasonInvalid) -> str:
+    """A reason fit for the audit log: present, printable, bounded; redacted before it is kept.
+
+    Raises `refused` (an approval's own refusal for approvals) when it is not.
+    """
     text = reason.strip()
     if not text:
-        raise ApprovalRefused("a reason is required", hint='--reason "why you decided so"')
+        raise refused("a reason is required", hint='--reason "why you decided so"')
     if len(text) > _MAX_REASON or not text.isprintable():
-        raise ApprovalRefused(
+        raise refused(
             f"the reason must be one printable line of at most {_MAX_REASON} characters",
             hint="shorten it; link to a ticket for the long story",
         )

@@ -34,6 +34,7 @@ __all__ = [
     "ApprovalTier",
     "Autonomy",
     "Budget",
+    "CacheRule",
     "Contract",
     "Effect",
     "Environment",
@@ -258,6 +259,31 @@ class Verifier(_Strict):
     """The approval tier an `escalate` verdict (or a verifier failure) holds the call for."""
 
 
+class CacheRule(_Strict):
+    """Steps whose answers are stable enough to reuse: one model label or one read tool.
+
+    An entry is keyed by a hash of everything that shapes the answer (the model or tool, the
+    full input, the agent, workflow and tenant), so it is only reused for the very same
+    question from the same tenant. A hit is recorded like any step, at zero cost.
+    """
+
+    label: str | None = None
+    """Model steps with this label (`ctx.model(..., label=...)`): structured outputs."""
+    tool: str | None = None
+    """A granted read tool, whose results (retrieval, lookups) are reused."""
+    ttl: Seconds
+    """How long an entry is reused (YAML accepts '15m', '24h')."""
+
+    _duration = field_validator("ttl", mode="before")(_parse_duration)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CacheRule:
+        if (self.label is None) == (self.tool is None):
+            msg = "a cache rule names exactly one of label (a model step) or tool (a read tool)"
+            raise ValueError(msg)
+        return self
+
+
 class EnvironmentSection(_Strict):
     """What differs in one environment: limits and how long its data is kept."""
 
@@ -312,6 +338,8 @@ class Contract(_Strict):
     rate_limits: list[RateLimit] = Field(default_factory=list)
     routing: Routing = Field(default_factory=Routing)
     verifier: Verifier | None = None
+    cache: list[CacheRule] = Field(default_factory=list)
+    """Model steps and read tools whose answers are reused for a while (the artifact cache)."""
     environments: dict[Environment, EnvironmentSection] = Field(default_factory=dict)
     """Per-environment limits and retention; the section of the contract's `environment`
     applies (see `for_environment`)."""
@@ -351,7 +379,39 @@ class Contract(_Strict):
                 raise ValueError(msg)
         self._check_budgets()
         self._check_named_tools()
+        self._check_cache()
         return self
+
+    def _check_cache(self) -> None:
+        seen: set[tuple[str, str]] = set()
+        for i, rule in enumerate(self.cache):
+            target = ("label", rule.label) if rule.label is not None else ("tool", str(rule.tool))
+            if target in seen:
+                msg = f"cache[{i}] repeats {target[0]} {target[1]!r}; give each one rule"
+                raise ValueError(msg)
+            seen.add(target)
+            if rule.tool is None:
+                continue
+            grant = self.tools.get(rule.tool)
+            if grant is None:
+                msg = f"cache[{i}].tool names {rule.tool!r}, which is not granted"
+                raise ValueError(msg)
+            if grant.effect is not Effect.READ:
+                # Reusing a write's result would skip the write: only reads are answers.
+                msg = (
+                    f"cache[{i}].tool {rule.tool!r} has effect {grant.effect.value}; "
+                    "only read tools can be cached"
+                )
+                raise ValueError(msg)
+
+    def cache_ttl(self, *, label: str | None = None, tool: str | None = None) -> float | None:
+        """The cache TTL in seconds for a model step's label or a tool; None: not cached."""
+        for rule in self.cache:
+            if (label is not None and rule.label == label) or (
+                tool is not None and rule.tool == tool
+            ):
+                return rule.ttl
+        return None
 
     def _check_budgets(self) -> None:
         budgets = [("budget", self.budget)] + [

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 __all__ = [
+    "MODEL_CALL",
     "OUTCOMES",
     "SUCCESSFUL_OUTCOMES",
     "ApprovalDecided",
@@ -120,6 +121,8 @@ class ModelResponded(_Event):
     """Answered from the artifact cache: no provider call, zero cost."""
     route: str | None = None
     """The contract's routing rule that picked the model, if one did."""
+    cached_from: str | None = None
+    """For a cached answer: `run_id/step` of the step that first produced it."""
 
 
 class ToolProposed(_Event):
@@ -275,6 +278,10 @@ class ToolCompleted(_Event):
     """The execute, output and record stages."""
     policy_ids: list[str] = Field(default_factory=list)
     """The policies that allowed the call, as its decision recorded them."""
+    cached: bool = False
+    """Answered from the artifact cache: the tool was not called, and the call cost nothing."""
+    cached_from: str | None = None
+    """For a cached answer: `run_id/step` of the call that first produced it."""
 
 
 Outcome = Literal[
@@ -288,6 +295,10 @@ Outcome = Literal[
     "pending",
 ]
 """How a run ended; see `OUTCOMES`. `pending` while it waits for a human."""
+
+MODEL_CALL = "(model)"
+"""What a model call is named where a tool's name goes: kill-switch scopes, and the approval
+request that lets a model call go past its budget. No tool can take it."""
 
 OUTCOMES: dict[str, str] = {
     "resolved": "the agent did the work itself",

@@ -76,6 +76,7 @@ class RunCosts:
     model_calls: int = 0
     verification_calls: int = 0
     cache_hits: int = 0
+    """Model turns and read-tool calls answered from the artifact cache, at no cost."""
     tool_calls: int = 0
     retries: int = 0
     """Tool attempts beyond each call's first."""
@@ -174,6 +175,7 @@ class _Tally:
     def tool(self, event: ToolCompleted) -> None:
         self.add("tool_usd", event.cost_usd)
         self.add("tool_calls")
+        self.add("cache_hits", int(event.cached))
         self.add("retries", max(event.attempts - 1, 0))
         self.add("retried_calls", int(event.attempts > 1))
         if event.status == "error":

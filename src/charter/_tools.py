@@ -106,7 +106,7 @@ class Tool(Generic[InT, OutT]):
     timeout_s: float | None = None
     """None: the contract's default tool timeout."""
     cost_usd: float = 0.0
-    """Cost of one call, counted against the run's budget."""
+    """Cost of one attempt, counted against the run's budget (a retried call pays each)."""
     max_attempts: int = 3
     """Attempts for retryable errors, including the first."""
     _schema: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -16,6 +16,7 @@ import click
 from rich.table import Table
 
 from charter._cli_assess import assess_command, lint_command
+from charter._cli_cache import cache
 from charter._cli_common import config_of, console, emit_json, handled, json_option
 from charter._cli_db import db
 from charter._cli_durable import approvals, explain, replay, runs_cancel, worker
@@ -439,6 +440,7 @@ cli.add_command(explain)
 cli.add_command(kill)
 cli.add_command(unkill)
 cli.add_command(kill_switches)
+cli.add_command(cache)
 cli.add_command(report)
 cli.add_command(assess_command)
 contract.add_command(lint_command)

@@ -61,6 +61,7 @@ __all__ = [
     "PolicyLoadError",
     "PolicyTestError",
     "RateLimited",
+    "ReasonInvalid",
     "RetryableToolError",
     "RunError",
     "SchemaOutdated",
@@ -164,6 +165,12 @@ class StateError(UserError):
     """
 
     code = "invalid_state"
+
+
+class ReasonInvalid(UserError):
+    """A reason for the audit log that is missing, multi-line or too long."""
+
+    code = "reason_invalid"
 
 
 class ApprovalRefused(UserError):

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter._decision import Decision, Denied, NeedsApproval
 from charter._events import (
+    MODEL_CALL,
+    ApprovalRequested,
     GateDecided,
     ModelResponded,
     RunResumed,
@@ -27,10 +30,10 @@ from charter._events import (
 )
 from charter._time import iso
 from charter.exceptions import BudgetExceeded, CharterError, NonDeterminismError
-from charter.gate import budget_caps, input_hash
+from charter.gate import ArtifactCache, budget_caps, input_hash
 from charter.models import Message, ModelResponse, ToolSpec, Usage
 from charter.privacy import redact, redact_text
-from charter.store import Reserve, Settle, micros
+from charter.store import Reserve, Settle, dollars, micros
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +49,10 @@ if TYPE_CHECKING:
     from charter.store import Charge, Store
 
 __all__ = ["Context", "Finish", "RunContext", "Stop", "Suspend"]
+
+TIMER = "(timer)"
+"""What a durable timer is named where a tool's name goes: a kill switch without a tool stops
+(or pauses) a run at its next timer as at its next call."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,8 +258,13 @@ class RunContext(Context):
         asked = request_hash(messages)
         record = self._history.steps.get(step)
         last_tool, self._last_tool = self._last_tool, None
+        approved = False
         if record is not None:
             self._expect(record, "model", f"model call (request {asked[:12]})")
+        if record is not None and record.model is None:
+            # Held for an approval to go past the budget: still waiting, refused, or approved.
+            approved = self._past_budget_approved(record)
+        elif record is not None:
             assert record.model is not None  # noqa: S101 - a model step has its event
             if record.model.request_hash != asked:
                 raise NonDeterminismError(
@@ -264,19 +276,70 @@ class RunContext(Context):
             self.replayed += 1
             return response, record.model.route
         self._before_new_work()
-        self._stop_if_killed("(model)", pause=True)
+        self._stop_if_killed(MODEL_CALL, pause=True)
         agent = self.agent
         specs = agent.tool_specs() if tools is None else tools
         model, route = self._route(label, last_tool) if routed else (agent.model, None)
-        model, route, reserved = self._reserve(step, model, route, messages, specs)
+        contract = agent.contract
+        ttl = contract.cache_ttl(label=label) if label is not None and contract.cache else None
+        if ttl is not None:
+            started = time.perf_counter()
+            key = ArtifactCache.model_key(contract, self.tenant_id, model.name, messages, specs)
+            hit = self._gate.cache.get(key, tenant_id=self.tenant_id)
+            if hit is not None:
+                # Reused as recorded, but it cost this run nothing and used no tokens.
+                cached = replace(response_from_json(hit.value), usage=Usage(), cost_usd=0.0)
+                latency = (time.perf_counter() - started) * 1000
+                self._record_answer(
+                    step,
+                    model.name,
+                    asked,
+                    cached,
+                    latency_ms=latency,
+                    route=route,
+                    cached_from=hit.source,
+                )
+                return cached, route
+        model, route, reserved = self._reserve(
+            step, model, route, messages, specs, approved=approved
+        )
         if self._state.deferred:
             # A model call can take minutes: record the last result before waiting on one.
             self._state.append(self._store, [])
         response, latency = self._call_model(model, messages, specs)
+        raw = self._record_answer(
+            step, model.name, asked, response, latency_ms=latency, route=route, reserved=reserved
+        )
+        if ttl is not None:
+            self._gate.cache.put(
+                ArtifactCache.model_key(contract, self.tenant_id, model.name, messages, specs),
+                contract=contract,
+                tenant_id=self.tenant_id,
+                kind="model",
+                name=str(label),
+                source=f"{self.run_id}/{step}",
+                value=raw,
+                ttl_s=ttl,
+            )
+        return response, route
+
+    def _record_answer(
+        self,
+        step: int,
+        model: str,
+        asked: str,
+        response: ModelResponse,
+        *,
+        latency_ms: float,
+        route: str | None,
+        cached_from: str | None = None,
+        reserved: Reserve | None = None,
+    ) -> dict[str, Any]:
+        """Record a model step's answer, its raw copy sealed; returns the raw copy."""
         raw = response_to_json(response)
         event = ModelResponded(
             step=step,
-            model=model.name,
+            model=model,
             request_hash=asked,
             response_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
             text=redact_text(response.text),
@@ -286,16 +349,22 @@ class RunContext(Context):
             prompt_tokens=response.usage.prompt_tokens,
             completion_tokens=response.usage.completion_tokens,
             cost_usd=response.cost_usd,
-            latency_ms=round(latency, 3),
+            latency_ms=round(latency_ms, 3),
             route=route,
+            cached=cached_from is not None,
+            cached_from=cached_from,
         )
         slot = f"{step}:response"
         settle: list[Charge] = (
-            [Settle(run_id=self.run_id, step=step, cost_usd=response.cost_usd)] if reserved else []
+            []
+            if reserved is None
+            else [
+                Settle(run_id=self.run_id, step=step, cost_usd=response.cost_usd, reserved=reserved)
+            ]
         )
         self._state.append(self._store, [event], raw={slot: self._seal(slot, raw)}, charges=settle)
         self._state.spent_usd += response.cost_usd
-        return response, route
+        return raw
 
     def _route(self, label: str | None, last_tool: str | None) -> tuple[Model, str | None]:
         """The model the contract's routing rules pick for this step, and the rule's name."""
@@ -309,6 +378,30 @@ class RunContext(Context):
                 return agent.small_model, f"small_for[{i}]"
         return agent.model, None
 
+    def _past_budget_approved(self, record: StepRecord) -> bool:
+        """The fate of a model step held for an approval to go past the budget.
+
+        True once approved; a pending request suspends the run again, a refused or expired
+        one ends it over budget.
+        """
+        state = self._history.approval_state(record)
+        if state in ("pending", "escalated"):
+            assert record.request_id is not None  # noqa: S101 - a held step has its request
+            raise Suspend(
+                waiting_on=[record.request_id],
+                wake_at=None,
+                reason=f"step {record.step} (model) waits for approval {record.request_id}",
+            )
+        if state == "approved":
+            return True
+        refusals = [v for v in record.verdicts if v.decision == "deny"]
+        why = (
+            f"denied by {refusals[-1].approver}: {refusals[-1].reason}"
+            if refusals
+            else f"approval {record.request_id} expired with no decision"
+        )
+        raise Stop(_over_budget(f"going past the budget was not approved ({why})"))
+
     def _reserve(
         self,
         step: int,
@@ -316,15 +409,20 @@ class RunContext(Context):
         route: str | None,
         messages: list[Message],
         specs: list[ToolSpec],
-    ) -> tuple[Model, str | None, bool]:
-        """Check the budget before a model call; degrade or stop as the contract says.
+        *,
+        approved: bool,
+    ) -> tuple[Model, str | None, Reserve | None]:
+        """Check the budget before a model call; degrade, escalate or stop as the contract says.
 
-        Returns the model to ask (the small one after a `degrade`), its route, and whether a
-        reservation against the shared caps was written (it is settled with the answer).
+        Returns the model to ask (the small one after a `degrade`), its route, and the
+        reservation written against the shared caps, if any (the answer settles it).
+        `approved`: a person let this call go past the budget; it is still counted.
         """
         agent, budget = self.agent, self.agent.contract.budget
         if not budget.capped:
-            return model, route, False
+            return model, route, None
+        if approved:
+            return model, route, self._reserve_past_caps(step, model, messages, specs)
         candidates = [(model, route)]
         small = agent.small_model
         if budget.on_exceeded == "degrade" and small is not None and small is not model:
@@ -338,12 +436,12 @@ class RunContext(Context):
                 continue
             if cap is not None and micros(self.spent_usd) + micros(estimate) > micros(cap):
                 problem = (
-                    f"a call of {candidate.name} would take the run past its ${cap:.2f} budget"
+                    f"a call of {candidate.name} would take the run past its {dollars(cap)} budget"
                 )
                 continue
             caps = budget_caps(agent.contract, self.tenant_id, self._clock)
             if not caps or estimate <= 0:
-                return candidate, why, False
+                return candidate, why, None
             reserve = Reserve(run_id=self.run_id, step=step, amount_usd=estimate, caps=caps)
             try:
                 # Written now, with any deferred result: the call holds its estimate against
@@ -352,17 +450,51 @@ class RunContext(Context):
             except BudgetExceeded as exc:
                 problem = exc.message
                 continue
-            return candidate, why, True
-        if budget.on_exceeded == "escalate":
-            raise Stop(
-                Finish(
-                    status="failed",
-                    outcome="escalated",
-                    reason=f"{problem}; handed to a person",
-                    code="budget_exceeded",
-                )
-            )
+            return candidate, why, reserve
+        if budget.on_exceeded == "escalate" and budget.escalate_tier is not None:
+            self._hold_past_budget(step, model, budget.escalate_tier, problem)
         raise Stop(_over_budget(problem))
+
+    def _reserve_past_caps(
+        self, step: int, model: Model, messages: list[Message], specs: list[ToolSpec]
+    ) -> Reserve | None:
+        """Reserve an approved call against the day caps without enforcing them.
+
+        The ledger still counts what a call a person let through spends.
+        """
+        estimate = model.estimate_usd(messages, specs)
+        caps = budget_caps(self.agent.contract, self.tenant_id, self._clock)
+        if not caps or not estimate:
+            return None
+        reserve = Reserve(
+            run_id=self.run_id, step=step, amount_usd=estimate, caps=caps, enforce=False
+        )
+        self._state.append(self._store, [], charges=[reserve])
+        return reserve
+
+    def _hold_past_budget(self, step: int, model: Model, tier_name: str, problem: str) -> None:
+        """Ask for an approval to let this model call go past the budget, and wait for it."""
+        contract = self.agent.contract
+        tier = contract.approval_tiers[tier_name]
+        request_id = "apr_" + secrets.token_hex(8)
+        request = ApprovalRequested(
+            step=step,
+            request_id=request_id,
+            tool=MODEL_CALL,
+            tier=tier_name,
+            role=tier.role,
+            approvers=tier.approvers,
+            expires_at=iso(self._clock() + timedelta(seconds=tier.expires_after)),
+            summary=redact_text(f"call {model.name} past the budget: {problem}"),
+            diff=[],
+            excluded=sorted({n for n in (contract.owner, self._state.initiator) if n}),
+        )
+        self._state.append(self._store, [request])
+        raise Suspend(
+            waiting_on=[request_id],
+            wake_at=None,
+            reason=f"step {step} (model) waits for approval {request_id} to go past the budget",
+        )
 
     def _call_model(
         self, model: Model, messages: list[Message], specs: list[ToolSpec]
@@ -466,6 +598,7 @@ class RunContext(Context):
             self.replayed += 1
         else:
             self._before_new_work()
+            self._stop_if_killed(TIMER, pause=True)
             wake_at = iso(self._clock() + timedelta(seconds=seconds))
             timer = TimerStarted(step=step, seconds=seconds, wake_at=wake_at)
             self._state.append(self._store, [timer])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from charter._decision import Allowed, Decision, Denied, Failed, Proposed
 from charter._events import (
+    MODEL_CALL,
     ApprovalDecided,
     ApprovalExpired,
     ApprovalRequested,
@@ -43,6 +44,7 @@ class StepRecord:
     step: int
     kind: StepKind
     model: ModelResponded | None = None
+    """The answer; None while a model step waits for an approval to go past its budget."""
     proposed: ToolProposed | None = None
     """The first proposal: what the workflow asked for, compared on replay."""
     decision_event: StoredEvent | None = None
@@ -128,7 +130,11 @@ class History:
             case GateDecided() as e:  # logs written before events had a step column
                 self._tool_step(e.step).decision_event = stored
             case ApprovalRequested() as e:
-                self._tool_step(e.step).request_id = e.request_id
+                # A model call held for an approval to go past its budget stays a model step.
+                kind: StepKind = "model" if e.tool == MODEL_CALL else "tool"
+                self.steps.setdefault(
+                    e.step, StepRecord(step=e.step, kind=kind)
+                ).request_id = e.request_id
                 self.requests[e.request_id] = "pending"
             case ApprovalDecided() as e:
                 record = self._tool_step(e.step)

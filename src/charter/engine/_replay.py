@@ -171,7 +171,13 @@ class ReplayContext(Context):
 
     def _model_step(self, messages: list[Message]) -> tuple[ModelResponse, str | None]:
         record = self._recorded("model", "model")
-        assert record.model is not None  # noqa: S101
+        if record.model is None:
+            self._record(record.step, "model", "model", "match", "held past the budget")
+            state = self._history.approval_state(record)
+            raise _Halt(
+                f"step {record.step} (model) was held for an approval to go past the budget; "
+                f"its approval is {state}"
+            )
         same = record.model.request_hash == request_hash(messages)
         detail = "" if same else "the model would be sent a different conversation"
         self._record(record.step, "model", "model", "match" if same else "diverged", detail)

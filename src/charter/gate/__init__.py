@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from charter.gate._cache import ArtifactCache, CachedAnswer
 from charter.gate._call import Call, RunState, idempotency_key, input_hash
 from charter.gate._controls import Controls, hash_token
 from charter.gate._execute import Executor
@@ -9,6 +10,8 @@ from charter.gate._limits import budget_caps, rate_rule
 from charter.gate._pipeline import Gate, Stage
 
 __all__ = [
+    "ArtifactCache",
+    "CachedAnswer",
     "Call",
     "Controls",
     "Executor",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from charter._events import Event, ToolCallSpec
     from charter._tools import Facts, Tool
     from charter.exceptions import LimitReached
+    from charter.gate._cache import CachedAnswer
     from charter.models import ModelResponse
     from charter.policy import PolicyDecision
     from charter.store import Charge, IdentityRecord, Store
@@ -123,6 +124,10 @@ class Call:
     """The verifier model's answer, when it judged this call."""
     control_version: int | None = None
     """The control version the call was judged under; its intent commits only under it."""
+    cache_key: str | None = None
+    """For a call of a cached read tool: the key its result is cached under."""
+    cached: CachedAnswer | None = None
+    """The cached result that answers this call instead of the tool, if one is live."""
 
     def context(self, *, attempt: int = 1) -> ToolContext:
         """What the tool's `run`, `facts` and `preview` are told about this call."""

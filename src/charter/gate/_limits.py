@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from charter._decision import CheckResult
 from charter.exceptions import BudgetExceeded, RateLimited
-from charter.store import Cap, Reserve, TakeToken, micros
+from charter.store import Cap, Reserve, TakeToken, dollars, micros
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,6 +47,10 @@ def check_rate_limit(call: Call) -> CheckResult:
         return CheckResult.passed("rate_limit", "no rate limit", "contract:rate_limits")
     key = f"{contract.workflow}/{call.run.tenant_id}/{call.spec.tool}"
     source = f"contract:rate_limits.{rule.tool}"
+    if call.cached is not None:
+        return CheckResult.passed(
+            "rate_limit", f"answered from the artifact cache: no token taken from {key}", source
+        )
     hit = call.limit_hit
     if isinstance(hit, RateLimited):
         return CheckResult.denied(
@@ -93,7 +97,7 @@ def check_budget(call: Call, clock: Callable[[], datetime]) -> CheckResult:
     """Reserve the call's estimated cost against the run's cap and the shared day caps."""
     assert call.tool is not None  # noqa: S101 - earlier stages ran
     budget = call.run.agent.contract.budget
-    estimate = call.tool.cost_usd
+    estimate = 0.0 if call.cached is not None else call.tool.cost_usd
     spent = call.run.spent_usd
     cap = budget.per_run_usd
     hit = call.limit_hit
@@ -106,15 +110,20 @@ def check_budget(call: Call, clock: Callable[[], datetime]) -> CheckResult:
                 call.charges.append(
                     Reserve(run_id=call.run.run_id, step=call.step, amount_usd=estimate, caps=caps)
                 )
-        limit = "no run cap" if cap is None else f"${cap:.2f}"
+        limit = "no run cap" if cap is None else _cap_text(cap)
         return CheckResult(
             check="budget",
             outcome="pass",
-            reason=f"${spent + estimate:.4f} of {limit}",
+            reason=f"{dollars(spent + estimate)} of {limit}",
             source="contract:budget",
             detail={"spent_usd": spent, "estimate_usd": estimate},
         )
     return _over_budget(call, clock, spent, estimate)
+
+
+@lru_cache(maxsize=256)
+def _cap_text(cap: float) -> str:
+    return dollars(cap)
 
 
 def _over_budget(
@@ -125,7 +134,10 @@ def _over_budget(
     if isinstance(call.limit_hit, BudgetExceeded):
         over = call.limit_hit.message
     else:
-        over = f"would spend ${spent + estimate:.4f} of a ${budget.per_run_usd:.2f} run budget"
+        over = (
+            f"would spend {dollars(spent + estimate)} of a {dollars(budget.per_run_usd or 0)} "
+            "run budget"
+        )
     detail: dict[str, JsonValue] = {
         "spent_usd": spent,
         "estimate_usd": estimate,

@@ -37,21 +37,22 @@ from charter._time import iso
 from charter.exceptions import BudgetExceeded, ControlChanged, RateLimited
 from charter.gate._access import check_grant, check_kill_switch, check_principal
 from charter.gate._approval import check_approval
+from charter.gate._cache import ArtifactCache
 from charter.gate._call import Call, RunState, idempotency_key, input_hash
 from charter.gate._controls import Controls
-from charter.gate._execute import Executor, validate_output
+from charter.gate._execute import Execution, Executor, validate_output
 from charter.gate._limits import budget_caps, check_budget, check_rate_limit, rate_rule
 from charter.gate._policy import check_policy
 from charter.gate._validate import check_schema, check_verifiers
 from charter.gate._verifier import check_verifier
 from charter.privacy import Vault, redact, redact_text
-from charter.store import Settle
+from charter.store import Reserve, Settle, micros, usd
 
 if TYPE_CHECKING:
     from charter._events import ToolCallSpec
     from charter.exceptions import LimitReached, ToolError
     from charter.models import ModelResponse
-    from charter.store import Store
+    from charter.store import Charge, Store
 
 __all__ = ["Gate", "Stage"]
 
@@ -83,6 +84,8 @@ class Gate:
         """Kill switches, identities and cancellations, refreshed per call."""
         self.executor = executor or Executor()
         """Runs tool calls (and model calls) on threads, so their timeouts can be enforced."""
+        self.cache = ArtifactCache(store, self._vault, clock)
+        """Answers of the contract's cached read tools and model steps."""
         self.stages: list[Stage] = [
             partial(check_kill_switch, controls=self.controls),
             partial(check_principal, controls=self.controls),
@@ -173,6 +176,7 @@ class Gate:
     def _judge(self, call: Call) -> Decision:
         """Decide, record and (if allowed) execute one call; raises `LimitReached` unwritten."""
         step, spec, key = call.step, call.spec, call.idempotency_key
+        self._look_up(call)
         checks, timings = self.decide(call)
         final = checks[-1]
         tool = spec.tool
@@ -238,6 +242,23 @@ class Gate:
             return self._execute(call, policy_ids)
         self._record(call, events, intent=False)
         return decision
+
+    def _look_up(self, call: Call) -> None:
+        """Find a cached result for a call of a cached read tool, before it is judged.
+
+        The call is judged all the same (a cached answer is no licence); only the limits know
+        that no call will reach the tool, and execution takes the answer instead.
+        """
+        run = call.run
+        contract = run.agent.contract
+        ttl = contract.cache_ttl(tool=call.spec.tool) if contract.cache else None
+        tool = run.agent.tools.get(call.spec.tool)
+        if ttl is None or tool is None:
+            return
+        call.cache_key = ArtifactCache.tool_key(
+            contract, run.tenant_id, tool.name, tool.output_model, call.spec.arguments
+        )
+        call.cached = self.cache.get(call.cache_key, tenant_id=run.tenant_id)
 
     def _record(self, call: Call, events: list[Event], *, intent: bool) -> None:
         """Append the call's decision, after the verifier's judgement of it if there was one.
@@ -346,6 +367,24 @@ class Gate:
         ]
         return decision, events
 
+    def _keep(self, call: Call, output: dict[str, Any]) -> None:
+        """Cache a read tool's validated result for the contract's TTL."""
+        assert call.cache_key is not None  # noqa: S101 - only cached tools have a key
+        run = call.run
+        contract = run.agent.contract
+        ttl = contract.cache_ttl(tool=call.spec.tool)
+        assert ttl is not None  # noqa: S101 - the key was made because a rule names the tool
+        self.cache.put(
+            call.cache_key,
+            contract=contract,
+            tenant_id=run.tenant_id,
+            kind="tool",
+            name=call.spec.tool,
+            source=f"{run.run_id}/{call.step}",
+            value=output,
+            ttl_s=ttl,
+        )
+
     def _diff(self, call: Call) -> list[dict[str, Any]]:
         """The action proposal's diff: the tool's preview, or the arguments as new values."""
         if call.tool is None or call.args is None or call.grant is None:
@@ -366,8 +405,19 @@ class Gate:
     def _execute(self, call: Call, policy_ids: list[str]) -> Decision:
         assert call.tool is not None  # noqa: S101
         run, tool = call.run, call.tool
-        timeout = run.agent.contract.timeouts.tool
-        execution = self.executor.execute(call, default_timeout_s=timeout)
+        if call.cached is not None:
+            execution = Execution(
+                check=CheckResult.passed(
+                    "execute",
+                    f"answered from the artifact cache, as first produced by {call.cached.source}",
+                    "contract:cache",
+                ),
+                raw=call.cached.value,
+            )
+        else:
+            execution = self.executor.execute(
+                call, default_timeout_s=run.agent.contract.timeouts.tool
+            )
         checks = [execution.check]
         timings = [round(execution.latency_ms * 1000)]
         output: dict[str, Any] | None = None
@@ -377,8 +427,12 @@ class Gate:
             checks.append(output_check)
             timings.append((time.perf_counter_ns() - started) // 1000)
         failed = checks[-1].outcome == "fail"
-        # A call that reached the tool is paid for whether or not its output was usable.
-        cost = tool.cost_usd
+        # Every attempt that reached the tool is paid for, whether or not its output was usable.
+        cost = (
+            0.0
+            if call.cached is not None
+            else usd(micros(tool.cost_usd) * max(execution.attempts, 1))
+        )
         run.spent_usd += cost
         checks.append(CheckResult.passed("record", "result recorded", "store"))
         timings.append(0)  # the record is this very append
@@ -396,7 +450,11 @@ class Gate:
             idempotency_key=call.idempotency_key,
             checks=_recorded(checks, timings),
             policy_ids=policy_ids,
+            cached=call.cached is not None,
+            cached_from=call.cached.source if call.cached is not None else None,
         )
+        if call.cache_key is not None and call.cached is None and output is not None and not failed:
+            self._keep(call, output)
         raw = None
         if output is not None:
             sealed = self._vault.seal(
@@ -405,8 +463,10 @@ class Gate:
             raw = {f"{call.step}:output": sealed}
         # The result rides on the run's next append (group commit; see RunState.defer), and
         # with it the settlement of the call's reservation at its real cost.
-        caps = budget_caps(run.agent.contract, run.tenant_id, self._clock)
-        settle = [Settle(run_id=run.run_id, step=call.step, cost_usd=cost)] if caps else []
+        reserved = next((c for c in call.charges if isinstance(c, Reserve)), None)
+        settle: list[Charge] = []
+        if reserved is not None or budget_caps(run.agent.contract, run.tenant_id, self._clock):
+            settle = [Settle(run_id=run.run_id, step=call.step, cost_usd=cost, reserved=reserved)]
         run.defer([completed], raw=raw, charges=settle)
         if failed:
             bad = checks[-2]

@@ -18,6 +18,7 @@ from charter.store._base import (
     Store,
     StoredEvent,
 )
+from charter.store._cache import CacheEntry
 from charter.store._chain import GENESIS, ChainReport, event_hash
 from charter.store._limits import (
     Cap,
@@ -27,7 +28,9 @@ from charter.store._limits import (
     Settle,
     SpendRecord,
     TakeToken,
+    dollars,
     micros,
+    usd,
 )
 from charter.store._sql import SchemaState, SqlStore
 from charter.store._sqlite import SqliteStore
@@ -35,6 +38,7 @@ from charter.store._sqlite import SqliteStore
 __all__ = [
     "GENESIS",
     "ApprovalRecord",
+    "CacheEntry",
     "Cap",
     "ChainReport",
     "Charge",
@@ -52,9 +56,11 @@ __all__ = [
     "Store",
     "StoredEvent",
     "TakeToken",
+    "dollars",
     "event_hash",
     "micros",
     "open_store",
+    "usd",
 ]
 
 

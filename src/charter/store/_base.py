@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
 
+    from charter.store._cache import CacheEntry
     from charter.store._chain import ChainReport
     from charter.store._limits import Charge, SpendRecord
 
@@ -537,6 +538,31 @@ class Store(ABC):
     @abstractmethod
     def spend(self, *, day: str | None = None, scope: str | None = None) -> list[SpendRecord]:
         """Spent and reserved amounts of the shared caps, by scope and UTC day."""
+
+    # --- the artifact cache ------------------------------------------------------------------
+    @abstractmethod
+    def cache_get(self, key: str, *, now: str) -> CacheEntry | None:
+        """The entry under `key` if it is still live at `now` (an ISO time)."""
+
+    @abstractmethod
+    def cache_put(self, entry: CacheEntry) -> None:
+        """Store an entry, replacing the one under its key."""
+
+    @abstractmethod
+    def cache_entries(
+        self, *, workflow: str | None = None, tenant_id: str | None = None
+    ) -> list[CacheEntry]:
+        """The entries of a scope, without their values."""
+
+    @abstractmethod
+    def cache_clear(
+        self,
+        *,
+        workflow: str | None = None,
+        tenant_id: str | None = None,
+        expired_before: str | None = None,
+    ) -> int:
+        """Delete the entries of a scope (or only those expired by then); returns how many."""
 
     @abstractmethod
     def control_version(self) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from charter.exceptions import BudgetExceeded, RateLimited
@@ -35,6 +36,7 @@ __all__ = [
     "SpendRecord",
     "TakeToken",
     "apply_charges",
+    "dollars",
     "micros",
     "usd",
 ]
@@ -42,6 +44,12 @@ __all__ = [
 
 _UNCAPPED = 2**62
 """A limit no reservation reaches, for reservations a person approved past the cap."""
+
+
+def dollars(amount: float) -> str:
+    """`amount` in dollars to the micro-dollar, with at least cents: $0.005, $1.00, $0.0101."""
+    whole, _, fraction = f"{amount:.6f}".rstrip("0").partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
 
 
 def micros(amount_usd: float) -> int:
@@ -86,6 +94,9 @@ class Settle:
     run_id: str
     step: int
     cost_usd: float
+    reserved: Reserve | None = None
+    """The reservation this append's step committed, when the caller holds it: the store then
+    need not read it back. None (after a crash, say): the store reads what was reserved."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -125,10 +136,11 @@ class SpendRecord:
 def apply_charges(db: Db, charges: Sequence[Charge], *, now: float, for_update: str) -> None:
     """Apply charges in order inside the caller's transaction.
 
-    Each charge that fits is one conditional upsert per row it touches: the check and the
+    Each charge that fits is one conditional UPDATE per row it touches: the check and the
     update are one statement, so concurrent appends cannot both pass a check that only one
-    of them fits (the row lock serialises them). `for_update` is the backend's row-lock
-    clause, used on the refusal path to read what refused.
+    of them fits (the row lock serialises them). A row's first charge of the day inserts it.
+    `for_update` is the backend's row-lock clause, used on the refusal path to read what
+    refused.
 
     Raises:
         BudgetExceeded: A reservation does not fit a cap.
@@ -146,9 +158,19 @@ def apply_charges(db: Db, charges: Sequence[Charge], *, now: float, for_update: 
                 _take(db, charge, now=now, for_update=for_update)
 
 
+@lru_cache(maxsize=256)
+def _scopes_text(caps: tuple[Cap, ...]) -> str:
+    return json.dumps(sorted([c.scope, c.day] for c in caps))
+
+
+@lru_cache(maxsize=256)
+def _scopes_of(text: str) -> list[tuple[str, str]]:
+    return [(scope, day) for scope, day in json.loads(text)]
+
+
 def _reserve(db: Db, charge: Reserve, for_update: str) -> None:
     amount = micros(charge.amount_usd)
-    scopes = json.dumps([[c.scope, c.day] for c in charge.caps])
+    scopes = _scopes_text(charge.caps)
     added = db.execute(
         "INSERT INTO reservations (run_id, step, scopes, amount) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (run_id, step) DO NOTHING",
@@ -161,40 +183,40 @@ def _reserve(db: Db, charge: Reserve, for_update: str) -> None:
             "INSERT INTO reservations (run_id, step, scopes, amount) VALUES (?, ?, ?, ?)",
             (charge.run_id, charge.step, scopes, amount),
         )
-    caps = sorted(charge.caps, key=lambda c: c.scope)
-    if not caps:
-        return
-    # One conditional upsert for every cap: a cap that does not fit returns no row.
-    values = ", ".join("(?, ?, 0, ?, ?)" for _ in caps)
-    params: list[object] = []
-    for cap in caps:
+    # In scope order: every charge locks rows in the same order, so two appends on
+    # PostgreSQL cannot deadlock on a workflow cap and a tenant cap.
+    for cap in sorted(charge.caps, key=lambda c: c.scope):
         limit = micros(cap.cap_usd) if charge.enforce else _UNCAPPED
-        params += [cap.scope, cap.day, amount, limit]
-    held = db.execute(
-        f"INSERT INTO spend (scope, day, spent, reserved, cap) VALUES {values} "
-        "ON CONFLICT (scope, day) DO UPDATE SET reserved = spend.reserved + excluded.reserved, "
-        "cap = excluded.cap WHERE spend.spent + spend.reserved + excluded.reserved <= excluded.cap "
-        "RETURNING scope, reserved, cap",
-        tuple(params),
-    ).fetchall()
-    fitted = {row["scope"] for row in held if row["reserved"] <= row["cap"]}
-    for cap in caps:
-        if cap.scope in fitted:
-            continue
-        fresh = any(row["scope"] == cap.scope for row in held)
-        if fresh:
-            raise _exceeded(cap, amount, 0)  # the day's first reservation, over the cap alone
-        row = db.execute(
-            f"SELECT spent, reserved FROM spend WHERE scope = ? AND day = ?{for_update}",
-            (cap.scope, cap.day),
-        ).fetchone()
-        raise _exceeded(cap, amount, row["spent"] + row["reserved"])
+        if not _hold(db, cap, amount, limit):
+            row = db.execute(
+                f"SELECT spent, reserved FROM spend WHERE scope = ? AND day = ?{for_update}",
+                (cap.scope, cap.day),
+            ).fetchone()
+            raise _exceeded(cap, amount, 0 if row is None else row["spent"] + row["reserved"])
+
+
+def _hold(db: Db, cap: Cap, amount: int, limit: int) -> bool:
+    """Add `amount` to the cap's reserved sum if it fits under `limit`; False if it does not."""
+    held = "UPDATE spend SET reserved = reserved + ?, cap = ? WHERE scope = ? AND day = ? "
+    held += "AND spent + reserved + ? <= ?"
+    params = (amount, limit, cap.scope, cap.day, amount, limit)
+    if db.execute(held, params).rowcount:
+        return True
+    if amount > limit:
+        return False  # over the cap alone, whatever the day holds
+    first = db.execute(
+        "INSERT INTO spend (scope, day, spent, reserved, cap) VALUES (?, ?, 0, ?, ?) "
+        "ON CONFLICT (scope, day) DO NOTHING",
+        (cap.scope, cap.day, amount, limit),
+    )
+    # Not inserted: the row exists (another append made it meanwhile); its sums decide.
+    return bool(first.rowcount) or bool(db.execute(held, params).rowcount)
 
 
 def _exceeded(cap: Cap, amount: int, committed: int) -> BudgetExceeded:
     return BudgetExceeded(
-        f"{cap.scope} has ${usd(committed):.4f} of its ${cap.cap_usd:.2f} cap for "
-        f"{cap.day} spent or reserved; ${usd(amount):.4f} more does not fit",
+        f"{cap.scope} has {dollars(usd(committed))} of its {dollars(cap.cap_usd)} cap for "
+        f"{cap.day} spent or reserved; {dollars(usd(amount))} more does not fit",
         scope=cap.scope,
         cap_usd=cap.cap_usd,
         committed_usd=usd(committed),
@@ -202,15 +224,25 @@ def _exceeded(cap: Cap, amount: int, committed: int) -> BudgetExceeded:
 
 
 def _settle(db: Db, charge: Settle) -> None:
+    cost = micros(charge.cost_usd)
+    known = charge.reserved
+    if known is not None:
+        # Deleting without RETURNING costs a third of deleting with it on SQLite.
+        gone = db.execute(
+            "DELETE FROM reservations WHERE run_id = ? AND step = ?", (charge.run_id, charge.step)
+        )
+        if gone.rowcount:
+            scopes = _scopes_of(_scopes_text(known.caps))
+            _adjust(db, scopes, reserved=-micros(known.amount_usd), spent=cost)
+        return
     row = db.execute(
         "DELETE FROM reservations WHERE run_id = ? AND step = ? RETURNING scopes, amount",
         (charge.run_id, charge.step),
     ).fetchone()
     if row is None:
         return  # nothing was reserved: no shared cap applied when the call was made
-    cost = micros(charge.cost_usd)
     # Settled even past the cap: the money is spent, and the ledger must say so.
-    _adjust(db, json.loads(row["scopes"]), reserved=-row["amount"], spent=cost)
+    _adjust(db, _scopes_of(row["scopes"]), reserved=-row["amount"], spent=cost)
 
 
 def _release(db: Db, run_id: str, step: int | None) -> None:
@@ -221,14 +253,12 @@ def _release(db: Db, run_id: str, step: int | None) -> None:
         f"DELETE FROM reservations WHERE {where} RETURNING scopes, amount", params
     ).fetchall()
     for row in rows:
-        _adjust(db, json.loads(row["scopes"]), reserved=-row["amount"], spent=0)
+        _adjust(db, _scopes_of(row["scopes"]), reserved=-row["amount"], spent=0)
 
 
-def _adjust(db: Db, scopes: list[list[str]], *, reserved: int, spent: int) -> None:
-    """Add to the reserved and spent amounts of these (scope, day) rows."""
-    # One statement per row, in scope order: every charge locks rows in the same order, so
-    # two appends on PostgreSQL cannot deadlock on a workflow cap and a tenant cap.
-    for scope, day in sorted(scopes):
+def _adjust(db: Db, scopes: list[tuple[str, str]], *, reserved: int, spent: int) -> None:
+    """Add to the reserved and spent amounts of these (scope, day) rows, in scope order."""
+    for scope, day in scopes:
         db.execute(
             "UPDATE spend SET reserved = reserved + ?, spent = spent + ? "
             "WHERE scope = ? AND day = ?",
@@ -248,13 +278,18 @@ _REFILLED = (
 def _take(db: Db, charge: TakeToken, *, now: float, for_update: str) -> None:
     rate, capacity = charge.per_second, charge.capacity
     refill = (now, now, rate, capacity, capacity, now, now, rate)
-    taken = db.execute(
+    take = f"UPDATE rate_buckets SET tokens = {_REFILLED} - 1, updated = ? "
+    take += f"WHERE key = ? AND {_REFILLED} >= 1"
+    params = (*refill, now, charge.key, *refill)
+    if db.execute(take, params).rowcount:
+        return
+    first = db.execute(
         "INSERT INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?) "
-        f"ON CONFLICT (key) DO UPDATE SET tokens = {_REFILLED} - 1, updated = ? "
-        f"WHERE {_REFILLED} >= 1 RETURNING tokens",
-        (charge.key, capacity - 1.0, now, *refill, now, *refill),
-    ).fetchone()
-    if taken is not None and taken["tokens"] >= 0:
+        "ON CONFLICT (key) DO NOTHING",
+        (charge.key, capacity - 1.0, now),
+    )
+    # Not inserted: the bucket exists (another append made it meanwhile); its tokens decide.
+    if first.rowcount or db.execute(take, params).rowcount:
         return
     row = db.execute(
         f"SELECT tokens, updated FROM rate_buckets WHERE key = ?{for_update}", (charge.key,)

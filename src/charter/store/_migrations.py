@@ -204,6 +204,22 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
            ON identities (agent, workflow, tenant_id, COALESCE(environment, 'dev'))
            WHERE kind = 'agent' AND revoked_at IS NULL""",
     ),
+    # 7: the artifact cache: reusable answers of model steps and read tools, sealed per tenant.
+    (
+        """CREATE TABLE artifact_cache (
+            key TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            value BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX artifact_cache_by_scope ON artifact_cache (workflow, tenant_id)",
+        "CREATE INDEX artifact_cache_by_expiry ON artifact_cache (expires_at)",
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -362,5 +378,21 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE UNIQUE INDEX one_active_agent_identity
            ON identities (agent, workflow, tenant_id, COALESCE(environment, 'dev'))
            WHERE kind = 'agent' AND revoked_at IS NULL""",
+    ),
+    # 3: SQLite's version 7.
+    (
+        """CREATE TABLE artifact_cache (
+            key TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            value BYTEA NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX artifact_cache_by_scope ON artifact_cache (workflow, tenant_id)",
+        "CREATE INDEX artifact_cache_by_expiry ON artifact_cache (expires_at)",
     ),
 )

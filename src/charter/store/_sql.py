@@ -46,6 +46,7 @@ from charter.store._base import (
     StoredEvent,
     dump_payload,
 )
+from charter.store._cache import CacheSql
 from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
 from charter.store._controls import ControlSql
 from charter.store._lease import lease_is_dead
@@ -88,7 +89,7 @@ class SchemaState:
         return self.current > self.found
 
 
-class SqlStore(ControlSql, Store):
+class SqlStore(CacheSql, ControlSql, Store):
     """A `Store` on a SQL database; subclasses bind it to a driver.
 
     One connection per store, guarded by a lock: a store is shared by the threads of one
