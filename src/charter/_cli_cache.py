@@ -1,8 +1,9 @@
 """`charter cache list` and `charter cache clear`: the artifact cache, seen and emptied.
 
 Listing shows where each entry came from and when it expires, never its value (values are
-sealed under their tenant's key). Clearing is an operator's act, authenticated like a kill:
-`--as NAME` with the credential in $CHARTER_TOKEN.
+sealed under their tenant's key). Clearing is an operator's act, authenticated like a kill
+(`--as NAME` with the credential in $CHARTER_TOKEN) and written to the control log with its
+reason: `charter kill-switches --log` shows it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def list_entries(
 @_tenant
 @click.option("--expired", is_flag=True, help="Only entries past their TTL.")
 @click.option("--as", "as_user", required=True, help="Your operator principal's name.")
+@click.option("--reason", required=True, help="Why; kept in the control log.")
 @json_option
 @click.pass_context
 @handled
@@ -76,13 +78,15 @@ def clear(
     tenant: str | None,
     expired: bool,
     as_user: str,
+    reason: str,
     as_json: bool,
 ) -> None:
-    """Drop cached answers so the next call asks the model or tool afresh."""
+    """Drop cached answers so the next call asks the model or tool afresh (logged)."""
     with Client(config_of(ctx)) as client:
         dropped = client.clear_cache(
             by=as_user,
             token=os.environ.get("CHARTER_TOKEN"),
+            reason=reason,
             workflow=workflow,
             tenant_id=tenant,
             expired=expired,

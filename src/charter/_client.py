@@ -288,6 +288,7 @@ class Client:
         *,
         by: str,
         token: str | None,
+        reason: str,
         workflow: str | None = None,
         tenant_id: str | None = None,
         expired: bool = False,
@@ -295,13 +296,17 @@ class Client:
         """Drop cached answers of a scope (or only the expired ones) as operator `by`.
 
         For an answer that must not be reused (a poisoned retrieval, a wrong classification)
-        before its TTL runs out. Returns how many entries were dropped.
+        before its TTL runs out. The control log records who cleared what, and why. Returns how
+        many entries were dropped.
 
         Raises:
             CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
+            ReasonInvalid: The reason is missing, multi-line or too long.
         """
-        self.authenticate(by, token, role="operator")
+        operator = self.authenticate(by, token, role="operator")
         return self.store.cache_clear(
+            by=operator.name,
+            reason=_checked_reason(reason),
             workflow=workflow,
             tenant_id=tenant_id,
             expired_before=iso(utcnow()) if expired else None,

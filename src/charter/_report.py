@@ -158,8 +158,8 @@ class _Tally:
                 if e.purpose == "verify":
                     self.verify_steps.add(e.step)
                 self.add(f"{kind}_usd", e.cost_usd)
-                self.add(f"{kind}_calls")
-                self.add("cache_hits", int(e.cached))
+                # A cached answer is a hit, not a call: no provider was asked.
+                self.add("cache_hits" if e.cached else f"{kind}_calls")
             case GateDecided() as e:
                 for check in e.checks:
                     self.verifier(e.step, check.check, check.detail)
@@ -174,8 +174,7 @@ class _Tally:
 
     def tool(self, event: ToolCompleted) -> None:
         self.add("tool_usd", event.cost_usd)
-        self.add("tool_calls")
-        self.add("cache_hits", int(event.cached))
+        self.add("cache_hits" if event.cached else "tool_calls")
         self.add("retries", max(event.attempts - 1, 0))
         self.add("retried_calls", int(event.attempts > 1))
         if event.status == "error":

@@ -284,7 +284,9 @@ class RunContext(Context):
         ttl = contract.cache_ttl(label=label) if label is not None and contract.cache else None
         if ttl is not None:
             started = time.perf_counter()
-            key = ArtifactCache.model_key(contract, self.tenant_id, model.name, messages, specs)
+            key = ArtifactCache.model_key(
+                contract, self.tenant_id, model.name, messages, specs, label=str(label)
+            )
             hit = self._gate.cache.get(key, tenant_id=self.tenant_id)
             if hit is not None:
                 # Reused as recorded, but it cost this run nothing and used no tokens.
@@ -312,7 +314,9 @@ class RunContext(Context):
         )
         if ttl is not None:
             self._gate.cache.put(
-                ArtifactCache.model_key(contract, self.tenant_id, model.name, messages, specs),
+                ArtifactCache.model_key(
+                    contract, self.tenant_id, model.name, messages, specs, label=str(label)
+                ),
                 contract=contract,
                 tenant_id=self.tenant_id,
                 kind="model",

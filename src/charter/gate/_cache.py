@@ -1,10 +1,11 @@
 """The artifact cache: answers of model steps and read tools, reused for the contract's TTL.
 
-An answer is found by a content hash of everything that shapes it: for a model step the model,
-the whole conversation and the tools offered; for a read tool the tool, its output schema and
-the exact arguments. The agent, workflow and tenant are part of every key, so an answer is
-never reused across tenants, and the value is sealed under the tenant's key with the cache key
-as associated data, so a value moved under another key does not open.
+An answer is found by a content hash of everything that shapes it: for a model step its label,
+the model, the whole conversation and the tools offered; for a read tool the tool, its output
+schema and the exact arguments. The agent, workflow, environment and tenant are part of every
+key, so an answer is never reused across tenants or from dev in prod. The value is sealed under
+the tenant's key with the cache key as associated data, so a value moved under another key does
+not open.
 
 A cached answer is an optimisation, never a source of truth: an entry that does not open (its
 tenant's key rotated or destroyed, its bytes altered) is a miss. A hit is recorded in the run
@@ -67,16 +68,19 @@ class ArtifactCache:
         model: str,
         messages: list[Message],
         tools: list[ToolSpec],
+        *,
+        label: str,
     ) -> str:
-        """The key of a model step's answer: the model, the conversation and the tools offered."""
+        """The key of a model step's answer.
+
+        Its label (whose rule sets the TTL), the model, the conversation and the tools offered.
+        """
         conversation = [
             [m.role, m.content, [c.model_dump(mode="json") for c in m.tool_calls], m.tool_call_id]
             for m in messages
         ]
         offered = [[t.name, t.description, t.parameters] for t in tools]
-        return _digest(
-            "model", contract.agent, contract.workflow, tenant_id, model, conversation, offered
-        )
+        return _digest("model", *_scope(contract, tenant_id), label, model, conversation, offered)
 
     @staticmethod
     def tool_key(
@@ -89,9 +93,7 @@ class ArtifactCache:
         """The key of a read tool's result: the tool, its output schema and the arguments."""
         return _digest(
             "tool",
-            contract.agent,
-            contract.workflow,
-            tenant_id,
+            *_scope(contract, tenant_id),
             tool,
             _schema_digest(output_model),
             input_hash(arguments),
@@ -134,6 +136,11 @@ class ArtifactCache:
             expires_at=iso(now + timedelta(seconds=ttl_s)),
         )
         self._store.cache_put(entry)
+
+
+def _scope(contract: Contract, tenant_id: str) -> tuple[str, str, str, str]:
+    # The environment too: a dev run's answer is never served in prod.
+    return (contract.agent, contract.workflow, contract.environment.value, tenant_id)
 
 
 def _digest(*parts: Any) -> str:  # noqa: ANN401 - JSON values

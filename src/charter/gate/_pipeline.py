@@ -314,6 +314,9 @@ class Gate:
         )
         call.tool = run.agent.tools[spec.tool]
         call.args = call.tool.input_model.model_validate(spec.arguments)
+        # A cached read was decided as one: answer it from the cache again if the entry lives
+        # (if not, the read runs, which a read may).
+        self._look_up(call)
         return self._execute(call, policy_ids)
 
     def _hold(

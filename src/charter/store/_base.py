@@ -299,17 +299,19 @@ class KillSwitch:
 
 @dataclass(frozen=True, kw_only=True)
 class ControlEntry:
-    """One entry of the control log: an operator engaged or released a kill switch."""
+    """One control log entry: a kill switch engaged or released, or cached answers cleared."""
 
     seq: int
     ts: str
     action: str
-    """`kill` or `unkill`."""
+    """`kill`, `unkill` or `cache_clear`."""
     actor: str
     """The operator identity that did it."""
     key: str
-    """The kill switch's key (its scope)."""
+    """The kill switch's key, or the cleared cache scope."""
     reason: str
+    dropped: int | None = None
+    """For `cache_clear`: how many cached answers were dropped."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -558,11 +560,16 @@ class Store(ABC):
     def cache_clear(
         self,
         *,
+        by: str,
+        reason: str,
         workflow: str | None = None,
         tenant_id: str | None = None,
         expired_before: str | None = None,
     ) -> int:
-        """Delete the entries of a scope (or only those expired by then); returns how many."""
+        """Delete the entries of a scope (or only those expired by then); returns how many.
+
+        Logged as a control change by `by`, for `reason`.
+        """
 
     @abstractmethod
     def control_version(self) -> int:

@@ -53,6 +53,12 @@ class CacheSql:
     @abstractmethod
     def _reading(self) -> AbstractContextManager[Db]: ...
 
+    @abstractmethod
+    def _bump_control(self, db: Db) -> None: ...
+
+    @abstractmethod
+    def _log_control(self, db: Db, *, actor: str, action: str, detail: dict[str, Any]) -> None: ...
+
     def cache_get(self, key: str, *, now: str) -> CacheEntry | None:
         """The live entry under `key` (expiring after `now`), or None."""
         with self._reading() as db:
@@ -102,20 +108,29 @@ class CacheSql:
     def cache_clear(
         self,
         *,
+        by: str,
+        reason: str,
         workflow: str | None = None,
         tenant_id: str | None = None,
         expired_before: str | None = None,
     ) -> int:
         """Delete entries in a scope (all of them, or those expired by `expired_before`).
 
-        Returns how many were deleted.
+        The clearing is a control change: it goes to the control log with who and why.
+        Returns how many entries were deleted.
         """
         sql, params = _scoped("DELETE FROM artifact_cache", workflow, tenant_id)
         if expired_before is not None:
             sql += (" AND" if params else " WHERE") + " expires_at <= ?"
             params = (*params, expired_before)
+        scope = f"cache:workflow={workflow or '*'},tenant_id={tenant_id or '*'}"
+        scope += ",expired" if expired_before is not None else ""
         with self._transaction() as db:
-            return int(db.execute(sql, params).rowcount)
+            dropped = int(db.execute(sql, params).rowcount)
+            self._bump_control(db)  # locks the control log's order, as every control change
+            detail = {"key": scope, "reason": reason, "dropped": dropped}
+            self._log_control(db, actor=by, action="cache_clear", detail=detail)
+        return dropped
 
 
 def _scoped(sql: str, workflow: str | None, tenant_id: str | None) -> tuple[str, tuple[str, ...]]:

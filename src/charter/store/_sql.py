@@ -89,7 +89,7 @@ class SchemaState:
         return self.current > self.found
 
 
-class SqlStore(CacheSql, ControlSql, Store):
+class SqlStore(ControlSql, CacheSql, Store):
     """A `Store` on a SQL database; subclasses bind it to a driver.
 
     One connection per store, guarded by a lock: a store is shared by the threads of one
