@@ -114,7 +114,7 @@ def check_budget(call: Call, clock: Callable[[], datetime]) -> CheckResult:
         return CheckResult(
             check="budget",
             outcome="pass",
-            reason=f"{dollars(spent + estimate)} of {limit}",
+            reason=f"${spent + estimate:.4f} of {limit}",
             source="contract:budget",
             detail={"spent_usd": spent, "estimate_usd": estimate},
         )
