@@ -283,24 +283,10 @@ class RunContext(Context):
         contract = agent.contract
         ttl = contract.cache_ttl(label=label) if label is not None and contract.cache else None
         if ttl is not None:
-            started = time.perf_counter()
-            key = ArtifactCache.model_key(
-                contract, self.tenant_id, model.name, messages, specs, label=str(label)
+            cached = self._cached_answer(
+                step, asked, model, route=route, messages=messages, specs=specs, label=str(label)
             )
-            hit = self._gate.cache.get(key, tenant_id=self.tenant_id)
-            if hit is not None:
-                # Reused as recorded, but it cost this run nothing and used no tokens.
-                cached = replace(response_from_json(hit.value), usage=Usage(), cost_usd=0.0)
-                latency = (time.perf_counter() - started) * 1000
-                self._record_answer(
-                    step,
-                    model.name,
-                    asked,
-                    cached,
-                    latency_ms=latency,
-                    route=route,
-                    cached_from=hit.source,
-                )
+            if cached is not None:
                 return cached, route
         model, route, reserved = self._reserve(
             step, model, route, messages, specs, approved=approved
@@ -326,6 +312,33 @@ class RunContext(Context):
                 ttl_s=ttl,
             )
         return response, route
+
+    def _cached_answer(
+        self,
+        step: int,
+        asked: str,
+        model: Model,
+        *,
+        route: str | None,
+        messages: list[Message],
+        specs: list[ToolSpec],
+        label: str,
+    ) -> ModelResponse | None:
+        """The step's answer from the artifact cache, recorded as the step's; None on a miss."""
+        started = time.perf_counter()
+        key = ArtifactCache.model_key(
+            self.agent.contract, self.tenant_id, model.name, messages, specs, label=label
+        )
+        hit = self._gate.cache.get(key, tenant_id=self.tenant_id)
+        if hit is None:
+            return None
+        # Reused as recorded, but it cost this run nothing and used no tokens.
+        cached = replace(response_from_json(hit.value), usage=Usage(), cost_usd=0.0)
+        latency = (time.perf_counter() - started) * 1000
+        self._record_answer(
+            step, model.name, asked, cached, latency_ms=latency, route=route, cached_from=hit.source
+        )
+        return cached
 
     def _record_answer(
         self,
