@@ -217,6 +217,17 @@ def cred(store: SqlStore) -> IssuedCredential:
 
 
 @pytest.fixture
+def creds(store: SqlStore) -> dict[str, str]:
+    """The test agent's credential for each tenant, for workflow `testing`."""
+    return {
+        tenant: create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id=tenant
+        ).token
+        for tenant in ("acme", "globex")
+    }
+
+
+@pytest.fixture
 def contract_data() -> dict[str, Any]:
     """A fresh, mutable copy of `CONTRACT`."""
     return copy.deepcopy(CONTRACT)

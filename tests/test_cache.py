@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
-from click.testing import CliRunner, Result
 
+from _cli import Home, as_json, invoke, make_home
 from charter import Agent, Allowed, Client, Config, Denied, NeedsApproval
 from charter._contract import load_contract
-from charter._identity import create_agent_identity, create_human
+from charter._identity import create_agent_identity
 from charter._report import run_costs
-from charter.cli import cli
 from charter.engine import Worker, Workflow, replay_run
 from charter.exceptions import ContractError, LeaseLost
 from charter.models import Message, ScriptedModel, ScriptedTurn
@@ -39,6 +38,8 @@ from charter.store import KillSwitch
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    from click.testing import Result
 
     from charter import ControlPlane, RunResult, Tool, ToolContext
     from charter.engine import Context
@@ -181,17 +182,6 @@ def build(make_contract, contract_data, tools) -> Callable[..., Agent]:
 
 
 @pytest.fixture
-def creds(store: SqlStore) -> dict[str, str]:
-    """The test agent's credential for each tenant, for workflow `testing`."""
-    return {
-        tenant: create_agent_identity(
-            store, agent="test-agent", workflow="testing", tenant_id=tenant
-        ).token
-        for tenant in ("acme", "globex")
-    }
-
-
-@pytest.fixture
 def go(plane: ControlPlane, creds: dict[str, str]) -> Callable[..., RunResult]:
     """Start a run of `workflow` for a tenant and run it here until it rests; its log must
     verify."""
@@ -205,24 +195,10 @@ def go(plane: ControlPlane, creds: dict[str, str]) -> Callable[..., RunResult]:
     return go
 
 
-@dataclass(frozen=True, kw_only=True)
-class Home:
-    """A Charter home on the test's database, sealed with the `store` fixture's key."""
-
-    path: Path
-    database_url: str
-    tokens: dict[str, str]
-
-
 @pytest.fixture
 def home(tmp_path: Path, database_url: str, store: SqlStore) -> Home:
     """A home whose seal key is `store`'s, with operator oscar and approver bob."""
-    folder = tmp_path / "home"
-    folder.mkdir()
-    (folder / "seal.key").write_text(store.seal_key.hex())
-    people = {"oscar": ["operator"], "bob": ["approver"]}
-    tokens = {n: create_human(store, name=n, roles=r).token for n, r in people.items()}
-    return Home(path=folder, database_url=database_url, tokens=tokens)
+    return make_home(tmp_path / "home", database_url, store)
 
 
 @pytest.fixture
@@ -234,19 +210,6 @@ def client(home: Home) -> Iterator[Client]:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def invoke(home: Home, *args: str, token: str | None = None) -> Result:
-    """`charter --home HOME ARGS`, with $CHARTER_TOKEN set to `token` if given."""
-    env = {"CHARTER_DATABASE_URL": home.database_url}
-    if token is not None:
-        env["CHARTER_TOKEN"] = token
-    return CliRunner().invoke(cli, ["--home", str(home.path), *args], env=env)
-
-
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def listed(home: Home, *scope: str) -> list[dict[str, Any]]:
     """`charter cache list --json`."""
     return as_json(invoke(home, "cache", "list", *scope, "--json"))

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 import incident_app
+from _cli import Home, as_json, invoke, make_home
 from charter import Agent, Client, Config, ControlPlane, Denied, NeedsApproval
 from charter._identity import create_agent_identity, create_human
-from charter.cli import cli
 from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
 from charter.exceptions import ContractError, ModelError
 from charter.gate import Executor, idempotency_key
@@ -39,6 +38,8 @@ from charter.store._chain import event_hash
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from click.testing import Result
 
     from charter import RunResult
     from charter.engine import Context
@@ -63,39 +64,10 @@ def _switch(**scope: str) -> KillSwitch:
 
 
 # --- the CLI ------------------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
-class Home:
-    """A Charter home on the test's database, sealed with the `store` fixture's key."""
-
-    path: Path
-    database_url: str
-    tokens: dict[str, str]
-
-
 @pytest.fixture
 def home(tmp_path: Path, database_url: str, store: SqlStore) -> Home:
-    """A home whose seal key is `store`'s, with operator oscar, operator olive, approver bob."""
-    folder = tmp_path / "home"
-    folder.mkdir()
-    (folder / "seal.key").write_text(store.seal_key.hex())
-    people = {"oscar": ["operator"], "olive": ["operator"], "bob": ["approver"]}
-    tokens = {n: create_human(store, name=n, roles=r).token for n, r in people.items()}
-    return Home(path=folder, database_url=database_url, tokens=tokens)
-
-
-def invoke(home: Home, *args: str, who: str | None = None, token: str | None = None) -> Result:
-    """`charter --home HOME ARGS`, with $CHARTER_TOKEN `who`'s credential (or `token`)."""
-    env = {"CHARTER_DATABASE_URL": home.database_url}
-    if who is not None:
-        env["CHARTER_TOKEN"] = home.tokens[who]
-    if token is not None:
-        env["CHARTER_TOKEN"] = token
-    return CliRunner().invoke(cli, ["--home", str(home.path), *args], env=env)
-
-
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    """A home whose seal key is `store`'s, with operators oscar and olive, approver bob."""
+    return make_home(tmp_path / "home", database_url, store)
 
 
 def kill(home: Home, *scope: str, who: str = "oscar", reason: str = "incident 42") -> Result:

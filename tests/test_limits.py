@@ -100,17 +100,6 @@ def build(make_contract, contract_data, toolset) -> Callable[..., Agent]:
 
 
 @pytest.fixture
-def creds(store: SqlStore) -> dict[str, str]:
-    """The test agent's credential for each tenant, for workflow `testing`."""
-    return {
-        tenant: create_agent_identity(
-            store, agent="test-agent", workflow="testing", tenant_id=tenant
-        ).token
-        for tenant in ("acme", "globex")
-    }
-
-
-@pytest.fixture
 def run(plane: ControlPlane, creds: dict[str, str]) -> Callable[..., RunResult]:
     """Run an agent for a tenant until it rests, and check that the run's log verifies."""
 

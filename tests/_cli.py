@@ -1,0 +1,53 @@
+"""A Charter home on the test's database for driving the CLI, with people holding roles."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from click.testing import CliRunner, Result
+
+from charter._identity import create_human
+from charter.cli import cli
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from charter.store import SqlStore
+
+PEOPLE = {"oscar": ["operator"], "olive": ["operator"], "bob": ["approver"]}
+"""Who `make_home` issues credentials to: two operators and an approver."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Home:
+    """A Charter home on the test's database, sealed with the `store` fixture's key."""
+
+    path: Path
+    database_url: str
+    tokens: dict[str, str]
+
+
+def make_home(folder: Path, database_url: str, store: SqlStore) -> Home:
+    """A home in `folder` whose seal key is `store`'s, with a credential for each of `PEOPLE`."""
+    folder.mkdir()
+    (folder / "seal.key").write_text(store.seal_key.hex())
+    tokens = {n: create_human(store, name=n, roles=r).token for n, r in PEOPLE.items()}
+    return Home(path=folder, database_url=database_url, tokens=tokens)
+
+
+def invoke(home: Home, *args: str, who: str | None = None, token: str | None = None) -> Result:
+    """`charter --home HOME ARGS`, with $CHARTER_TOKEN `who`'s credential (or `token`)."""
+    env = {"CHARTER_DATABASE_URL": home.database_url}
+    if who is not None:
+        env["CHARTER_TOKEN"] = home.tokens[who]
+    if token is not None:
+        env["CHARTER_TOKEN"] = token
+    return CliRunner().invoke(cli, ["--home", str(home.path), *args], env=env)
+
+
+def as_json(result: Result) -> Any:
+    """The command's JSON output; it must have succeeded."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
