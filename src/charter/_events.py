@@ -14,6 +14,7 @@ __all__ = [
     "MODEL_CALL",
     "OUTCOMES",
     "SUCCESSFUL_OUTCOMES",
+    "TIMER",
     "ApprovalDecided",
     "ApprovalExpired",
     "ApprovalRequested",
@@ -299,6 +300,10 @@ Outcome = Literal[
 MODEL_CALL = "(model)"
 """What a model call is named where a tool's name goes: kill-switch scopes, and the approval
 request that lets a model call go past its budget. No tool can take it."""
+
+TIMER = "(timer)"
+"""What a durable timer is named where a tool's name goes: a kill switch without a tool stops
+(or pauses) a run at its next timer as at its next call."""
 
 OUTCOMES: dict[str, str] = {
     "resolved": "the agent did the work itself",

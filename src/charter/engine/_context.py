@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from charter._decision import Decision, Denied, NeedsApproval
 from charter._events import (
     MODEL_CALL,
+    TIMER,
     ApprovalRequested,
     GateDecided,
     ModelResponded,
@@ -49,10 +50,6 @@ if TYPE_CHECKING:
     from charter.store import Charge, Store
 
 __all__ = ["Context", "Finish", "RunContext", "Stop", "Suspend"]
-
-TIMER = "(timer)"
-"""What a durable timer is named where a tool's name goes: a kill switch without a tool stops
-(or pauses) a run at its next timer as at its next call."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,13 +278,16 @@ class RunContext(Context):
         specs = agent.tool_specs() if tools is None else tools
         model, route = self._route(label, last_tool) if routed else (agent.model, None)
         contract = agent.contract
-        ttl = contract.cache_ttl(label=label) if label is not None and contract.cache else None
+        ttl = contract.cache_ttl(label=label)
+        key = None
         if ttl is not None:
-            cached = self._cached_answer(
-                step, asked, model, route=route, messages=messages, specs=specs, label=str(label)
+            key = ArtifactCache.model_key(
+                contract, self.tenant_id, model.name, messages, specs, label=str(label)
             )
+            cached = self._cached_answer(step, asked, model.name, route=route, key=key)
             if cached is not None:
                 return cached, route
+        asked_of = model
         model, route, reserved = self._reserve(
             step, model, route, messages, specs, approved=approved
         )
@@ -298,11 +298,13 @@ class RunContext(Context):
         raw = self._record_answer(
             step, model.name, asked, response, latency_ms=latency, route=route, reserved=reserved
         )
-        if ttl is not None:
-            self._gate.cache.put(
-                ArtifactCache.model_key(
+        if ttl is not None and key is not None:
+            if model is not asked_of:  # degraded to the small model: its answer, its key
+                key = ArtifactCache.model_key(
                     contract, self.tenant_id, model.name, messages, specs, label=str(label)
-                ),
+                )
+            self._gate.cache.put(
+                key,
                 contract=contract,
                 tenant_id=self.tenant_id,
                 kind="model",
@@ -314,21 +316,10 @@ class RunContext(Context):
         return response, route
 
     def _cached_answer(
-        self,
-        step: int,
-        asked: str,
-        model: Model,
-        *,
-        route: str | None,
-        messages: list[Message],
-        specs: list[ToolSpec],
-        label: str,
+        self, step: int, asked: str, model: str, *, route: str | None, key: str
     ) -> ModelResponse | None:
         """The step's answer from the artifact cache, recorded as the step's; None on a miss."""
         started = time.perf_counter()
-        key = ArtifactCache.model_key(
-            self.agent.contract, self.tenant_id, model.name, messages, specs, label=label
-        )
         hit = self._gate.cache.get(key, tenant_id=self.tenant_id)
         if hit is None:
             return None
@@ -336,7 +327,7 @@ class RunContext(Context):
         cached = replace(response_from_json(hit.value), usage=Usage(), cost_usd=0.0)
         latency = (time.perf_counter() - started) * 1000
         self._record_answer(
-            step, model.name, asked, cached, latency_ms=latency, route=route, cached_from=hit.source
+            step, model, asked, cached, latency_ms=latency, route=route, cached_from=hit.source
         )
         return cached
 

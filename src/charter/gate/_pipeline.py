@@ -251,7 +251,7 @@ class Gate:
         """
         run = call.run
         contract = run.agent.contract
-        ttl = contract.cache_ttl(tool=call.spec.tool) if contract.cache else None
+        ttl = contract.cache_ttl(tool=call.spec.tool)
         tool = run.agent.tools.get(call.spec.tool)
         if ttl is None or tool is None:
             return

@@ -54,9 +54,6 @@ class CacheSql:
     def _reading(self) -> AbstractContextManager[Db]: ...
 
     @abstractmethod
-    def _bump_control(self, db: Db) -> None: ...
-
-    @abstractmethod
     def _log_control(self, db: Db, *, actor: str, action: str, detail: dict[str, Any]) -> None: ...
 
     def cache_get(self, key: str, *, now: str) -> CacheEntry | None:
@@ -127,7 +124,6 @@ class CacheSql:
         scope += ",expired" if expired_before is not None else ""
         with self._transaction() as db:
             dropped = int(db.execute(sql, params).rowcount)
-            self._bump_control(db)  # locks the control log's order, as every control change
             detail = {"key": scope, "reason": reason, "dropped": dropped}
             self._log_control(db, actor=by, action="cache_clear", detail=detail)
         return dropped

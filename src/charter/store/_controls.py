@@ -175,7 +175,9 @@ class ControlSql:
 
     # --- the control log -------------------------------------------------------------------
     def _log_control(self, db: Db, *, actor: str, action: str, detail: dict[str, Any]) -> None:
-        # Serialised by the control-version row the caller has just updated (and so locked).
+        # Serialised by the control-version row: locked here, so two writers of the log cannot
+        # both read the same head (a caller that bumped the version holds the lock already).
+        db.execute(f"SELECT version FROM control_version{self._FOR_UPDATE}").fetchone()
         head = db.execute("SELECT seq, hash FROM control_log ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (head["seq"] + 1, head["hash"]) if head is not None else (1, GENESIS)
         ts = iso(utcnow())

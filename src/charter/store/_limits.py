@@ -232,7 +232,7 @@ def _settle(db: Db, charge: Settle) -> None:
             "DELETE FROM reservations WHERE run_id = ? AND step = ?", (charge.run_id, charge.step)
         )
         if gone.rowcount:
-            scopes = _scopes_of(_scopes_text(known.caps))
+            scopes = sorted((c.scope, c.day) for c in known.caps)
             _adjust(db, scopes, reserved=-micros(known.amount_usd), spent=cost)
         return
     row = db.execute(
