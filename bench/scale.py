@@ -193,11 +193,14 @@ def _wal_lsn() -> int:
 def propagation_ms(samples: int = 50) -> list[float]:
     """Milliseconds from a kill switch's commit on one node until another node's idle worker
     is woken by its NOTIFY, `samples` times (engaged and released in turn)."""
+    from charter.privacy import MemoryKeyring  # noqa: PLC0415
     from charter.store import KillSwitch, open_store  # noqa: PLC0415
 
     schema, url = pg.new_schema()
     key = os.urandom(32)
-    first, second = open_store(url, seal_key=key), open_store(url, seal_key=key)
+    keys = MemoryKeyring()
+    first = open_store(url, seal_key=key, keys=keys)
+    second = open_store(url, seal_key=key, keys=keys)
     try:
         second.control_version()  # starts its listener
         second.wait_for_work(0)

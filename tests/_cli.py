@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 
 from charter._identity import create_human
 from charter.cli import cli
+from charter.privacy import LocalKeyring
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,9 +31,13 @@ class Home:
 
 
 def make_home(folder: Path, database_url: str, store: SqlStore) -> Home:
-    """A home in `folder` whose seal key is `store`'s, with a credential for each of `PEOPLE`."""
+    """A home in `folder` whose seal key and keyring are `store`'s, with a credential for each
+    of `PEOPLE`."""
     folder.mkdir()
     (folder / "seal.key").write_text(store.seal_key.hex())
+    if isinstance(store.keys, LocalKeyring):
+        # The home's keyring is the store's, as every node of one store shares one.
+        (folder / "keyring.json").symlink_to(store.keys.path)
     tokens = {n: create_human(store, name=n, roles=r).token for n, r in PEOPLE.items()}
     return Home(path=folder, database_url=database_url, tokens=tokens)
 

@@ -25,6 +25,7 @@ from charter import ControlPlane, Effect, Facts, Tool
 from charter._identity import IssuedCredential, create_agent_identity
 from charter.exceptions import PermanentToolError, RetryableToolError
 from charter.gate import Executor
+from charter.privacy import LocalKeyring
 from charter.store import SqliteStore, SqlStore, open_store
 from pg import drop_schema, new_schema
 
@@ -127,8 +128,17 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[SqlStore]:
-    db = open_store(database_url, seal_key=SEAL_KEY)
+def keyring_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's keyring of data keys, which every process of the test shares (through
+    $CHARTER_KEYRING_FILE, as the nodes of one store do)."""
+    path = tmp_path / "keyring.json"
+    monkeypatch.setenv("CHARTER_KEYRING_FILE", str(path))
+    return path
+
+
+@pytest.fixture
+def store(database_url: str, keyring_file: Path) -> Iterator[SqlStore]:
+    db = open_store(database_url, seal_key=SEAL_KEY, keys=LocalKeyring(keyring_file))
     yield db
     db.close()
 

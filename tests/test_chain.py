@@ -6,6 +6,7 @@ as a real one with write access to the file would.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -113,7 +114,7 @@ class TestCleanChain:
         """A node holding another seal key cannot open the store: it could not verify its
         runs, and the runs it sealed could not be verified by any other node."""
         with pytest.raises(ConfigError, match="seal key"):
-            open_store(database_url, seal_key=b"x" * 32)
+            open_store(database_url, seal_key=b"x" * 32, keys=store.keys)
         assert _report(store).ok
 
     def test_a_forged_head_seal_fails(self, store, tamper):
@@ -172,7 +173,8 @@ class TestTampering:
         assert "seal" in (report.problem or "")
 
     def test_recomputed_chain_after_edit_is_detected_by_the_seal(self, store, tamper):
-        """An edit followed by a full sha256 rehash of the chain and head still fails the seal."""
+        """An edit followed by a full sha256 rehash of the chain (payload digests included) and
+        head still fails the seal."""
         tamper.execute(
             "UPDATE events SET payload = replace(payload, '\"step\":1', '\"step\":2') "
             "WHERE run_id = ? AND seq = 2",
@@ -184,12 +186,14 @@ class TestTampering:
             (RUN,),
         ).fetchall()
         for seq, ts, kind, payload in rows:
+            covered = hashlib.sha256(payload.encode()).hexdigest()
             digest = event_hash(
-                prev_hash=prev, run_id=RUN, seq=seq, ts=ts, kind=kind, payload=payload
+                prev_hash=prev, run_id=RUN, seq=seq, ts=ts, kind=kind, payload=covered
             )
             tamper.execute(
-                "UPDATE events SET prev_hash = ?, hash = ? WHERE run_id = ? AND seq = ?",
-                (prev, digest, RUN, seq),
+                "UPDATE events SET prev_hash = ?, hash = ?, digest = ? "
+                "WHERE run_id = ? AND seq = ?",
+                (prev, digest, covered, RUN, seq),
             )
             prev = digest
         tamper.execute("UPDATE runs SET head_hash = ? WHERE run_id = ?", (prev, RUN))

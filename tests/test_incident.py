@@ -475,7 +475,7 @@ class TestKillAtTheNextCall:
         window in which a node still trusts what it had cached. Eight runs, one switch each."""
         agent = Agent.load(make_contract(), tools=toolset.tools, model=ScriptedModel([]))
         outcomes: list[tuple[str, str, str]] = []
-        with closing(open_store(database_url, seal_key=store.seal_key)) as other:
+        with closing(open_store(database_url, seal_key=store.seal_key, keys=store.keys)) as other:
             for tenant in ("acme", "globex"):
                 token = create_agent_identity(
                     store, agent="test-agent", workflow="testing", tenant_id=tenant
@@ -685,12 +685,12 @@ class TestEnvironments:
         assert dev.environment.value == "dev"
         assert dev.budget.per_run_usd == 0.005
         assert [(r.tool, r.rate, r.burst) for r in dev.rate_limits] == [("record_write", "1/h", 1)]
-        assert dev.retention == "short"
+        assert dev.retention_class == "short"
         staging = agent.contract.for_environment("staging")
         assert (staging.budget.per_run_usd, staging.rate_limits) == (1.0, [])
-        assert staging.retention == "standard"
+        assert staging.retention_class == "standard"
         prod = agent.contract.for_environment("prod")
-        assert (prod.budget.per_run_usd, prod.retention) == (5.0, "long")
+        assert (prod.budget.per_run_usd, prod.retention_class) == (5.0, "long")
 
     def test_the_dev_budget_is_enforced_in_dev(self, plane, store, make_contract, toolset):
         """Loaded for dev, a call costing more than dev's run budget is denied at budget."""

@@ -119,6 +119,7 @@ def client(tmp_path: Path, database_url: str, store: SqlStore) -> Iterator[Clien
     home = tmp_path / "home"
     home.mkdir()
     (home / "seal.key").write_text(store.seal_key.hex())
+    (home / "keyring.json").symlink_to(store.keys.path)
     with Client(Config.from_env({"CHARTER_DATABASE_URL": database_url}, home=home)) as opened:
         yield opened
 
@@ -140,7 +141,9 @@ def nodes(database_url: str, store: SqlStore) -> Iterator[Callable[[], SqlStore]
     with ExitStack() as opened:
 
         def node() -> SqlStore:
-            return opened.enter_context(closing(open_store(database_url, seal_key=store.seal_key)))
+            return opened.enter_context(
+                closing(open_store(database_url, seal_key=store.seal_key, keys=store.keys))
+            )
 
         yield node
 
@@ -789,6 +792,7 @@ class TestRateLimitAcrossProcesses:
         env |= {
             "CHARTER_DATABASE_URL": database_url,
             "CHARTER_SEAL_KEY_FILE": str(key_file),
+            "CHARTER_KEYRING_FILE": str(store.keys.path),
             "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p),
             CONTRACT_ENV: str(contract),
             WORKERS_ENV: "2",

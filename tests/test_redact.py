@@ -16,11 +16,11 @@ class TestRedactText:
             ("write to jane.doe+x@example.co.uk please", "[email]"),
             ("card 4242 4242 4242 4242 expires", "[card]"),
             ("card 4242-4242-4242-4242", "[card]"),
-            ("key sk_live_abcdefgh12345678 leaked", "[secret]"),
-            ("token sk-proj-abcdefghijklmnop1234", "[secret]"),
-            ("gh token ghp_abcdefghijklmnopqrstuvwxyz0123", "[secret]"),
-            ("aws AKIAABCDEFGHIJKLMNOP here", "[secret]"),
-            ("charter chr_abcdefghijklmnopqrstuvwxyz", "[secret]"),
+            ("key sk_live_abcdefgh12345678 leaked", "[api_key]"),
+            ("token sk-proj-abcdefghijklmnop1234", "[api_key]"),
+            ("gh token ghp_abcdefghijklmnopqrstuvwxyz0123", "[api_key]"),
+            ("aws AKIAABCDEFGHIJKLMNOP here", "[api_key]"),
+            ("charter chr_abcdefghijklmnopqrstuvwxyz", "[api_key]"),
         ],
     )
     def test_sensitive_values_become_markers(self, text: str, marker: str) -> None:

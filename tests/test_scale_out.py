@@ -29,6 +29,7 @@ from charter.engine import Worker, Workflow
 from charter.exceptions import ConfigError, SchemaVersionError, StoreError
 from charter.gate import Executor
 from charter.models import ScriptedModel
+from charter.privacy import MemoryKeyring
 from charter.store import KillSwitch, SqlStore, open_store
 from charter.store._lease import new_owner
 
@@ -50,7 +51,9 @@ def nodes(database_url: str, store: SqlStore) -> Iterator[Callable[[], SqlStore]
     with ExitStack() as opened:
 
         def node() -> SqlStore:
-            return opened.enter_context(closing(open_store(database_url, seal_key=store.seal_key)))
+            return opened.enter_context(
+                closing(open_store(database_url, seal_key=store.seal_key, keys=store.keys))
+            )
 
         yield node
 
@@ -65,7 +68,11 @@ class TestSchema:
     def test_nodes_starting_together_migrate_once(self, database_url, backend):
         """Four nodes open an empty database at once: one migrates, all open, each version once."""
         with ThreadPoolExecutor(4) as pool:
-            stores = list(pool.map(lambda _: open_store(database_url, seal_key=KEY), range(4)))
+            stores = list(
+                pool.map(
+                    lambda _: open_store(database_url, seal_key=KEY, keys=MemoryKeyring()), range(4)
+                )
+            )
         try:
             upgraded = [s.schema.upgraded for s in stores]
             assert upgraded.count(True) == 1, upgraded
@@ -81,7 +88,7 @@ class TestSchema:
         newer = len(store.migrations) + 1
         raw_db.execute("INSERT INTO schema_version VALUES (?)", (newer,))
         with pytest.raises(SchemaVersionError, match=f"schema version {newer} is newer"):
-            open_store(database_url, seal_key=KEY)
+            open_store(database_url, seal_key=KEY, keys=MemoryKeyring())
         assert raw_db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == newer
 
 
@@ -421,7 +428,9 @@ class TestPostgresFailures:
     def test_a_malformed_url_is_a_config_error_without_the_password(self):
         """psycopg quotes a URL it cannot parse; Charter's error must not."""
         with pytest.raises(ConfigError) as raised:
-            open_store("postgresql://charter:s3cret-pw@[::1/charter", seal_key=KEY)
+            open_store(
+                "postgresql://charter:s3cret-pw@[::1/charter", seal_key=KEY, keys=MemoryKeyring()
+            )
         assert "s3cret-pw" not in str(raised.value)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,8 +13,13 @@ from charter._events import ModelResponded, ToolCompleted
 from charter._identity import create_agent_identity
 from charter.exceptions import ConfigError, NotFoundError, SchemaVersionError, StoreError
 from charter.gate import hash_token
-from charter.store import IdentityRecord, KillSwitch, SqliteStore, open_store
+from charter.privacy import MemoryKeyring
+from charter.store import GENESIS, IdentityRecord, KillSwitch, SqliteStore, event_hash, open_store
+from charter.store._chain import seal
 from charter.store._migrations import SQLITE_MIGRATIONS as MIGRATIONS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 KEY = b"k" * 32
 
@@ -276,6 +282,8 @@ class TestSchemaVersion:
         with closing(SqliteStore(current, seal_key=KEY)) as source:
             source.start_run("run_1", started_event())
             source.append("run_1", [finished_event()])
+            summary = source.get_run("run_1").sealed_summary()
+        _as_format_1(current, "run_1", summary)
         old = tmp_path / "old.db"
         with closing(sqlite3.connect(old, isolation_level=None)) as db:
             db.execute("CREATE TABLE schema_version (version INTEGER)")
@@ -334,7 +342,7 @@ class TestOpenStore:
         """A PostgreSQL URL nobody answers at fails with a hint, and never shows the password."""
         url = f"{scheme}://charter:s3cret-pw@127.0.0.1:1/charter?connect_timeout=2"
         with pytest.raises(StoreError, match="cannot connect") as raised:
-            open_store(url, seal_key=KEY)
+            open_store(url, seal_key=KEY, keys=MemoryKeyring())
         assert "s3cret-pw" not in str(raised.value)
         assert "127.0.0.1:1/charter" in raised.value.message
 
@@ -342,3 +350,28 @@ class TestOpenStore:
         """An unknown scheme raises ConfigError naming it."""
         with pytest.raises(ConfigError, match="mysql://"):
             open_store("mysql://db/charter", seal_key=KEY)
+
+
+def _as_format_1(path: Path, run_id: str, summary: str) -> None:
+    """Rewrite a run's chain as Charter wrote it before payload digests: each hash over the
+    payload text itself, no digest, and the head resealed to match."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DROP TRIGGER events_append_only_update")
+        prev = GENESIS
+        rows = db.execute(
+            "SELECT seq, ts, kind, payload FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+        for seq, ts, kind, payload in rows:
+            digest = event_hash(
+                prev_hash=prev, run_id=run_id, seq=seq, ts=ts, kind=kind, payload=payload
+            )
+            db.execute(
+                "UPDATE events SET prev_hash = ?, hash = ?, digest = NULL "
+                "WHERE run_id = ? AND seq = ?",
+                (prev, digest, run_id, seq),
+            )
+            prev = digest
+        mac = seal(KEY, run_id=run_id, seq=len(rows), head_hash=prev, summary=summary)
+        db.execute(
+            "UPDATE runs SET head_hash = ?, head_mac = ? WHERE run_id = ?", (prev, mac, run_id)
+        )

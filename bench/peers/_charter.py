@@ -27,6 +27,7 @@ from bench.peers._common import TENANT, EffectSink, Measured, first_attempt, kil
 from charter import Agent, ControlPlane
 from charter._identity import create_agent_identity
 from charter.engine import Worker, Workflow
+from charter.privacy import LocalKeyring
 from charter.store import SqlStore, open_store
 
 if TYPE_CHECKING:
@@ -60,7 +61,11 @@ def open_node(home: Path, url: str | None = None) -> Node:
     key_file, cred_file = home / "seal.key", home / "credential"
     if not key_file.exists():
         key_file.write_bytes(secrets.token_bytes(32))
-    store = open_store(url or f"sqlite://{home / 'charter.db'}", seal_key=key_file.read_bytes())
+    store = open_store(
+        url or f"sqlite://{home / 'charter.db'}",
+        seal_key=key_file.read_bytes(),
+        keys=LocalKeyring(home / "keyring.json"),
+    )
     if not cred_file.exists():
         issued = create_agent_identity(
             store, agent=CONTRACT["agent"], workflow=CONTRACT["workflow"], tenant_id=TENANT

@@ -27,7 +27,9 @@ def db_status(ctx: click.Context, check: bool, as_json: bool) -> None:
     """Show the schema version of the store and how many migrations are pending; change nothing."""
     config = config_of(ctx)
     try:
-        store = open_store(config.database_url, seal_key=config.seal_key(), upgrade=False)
+        store = open_store(
+            config.database_url, seal_key=config.seal_key(), keys=config.keys(), upgrade=False
+        )
     except SchemaOutdated as outdated:
         name, version, latest = outdated.database, outdated.found, outdated.latest
     else:
@@ -55,7 +57,9 @@ def db_status(ctx: click.Context, check: bool, as_json: bool) -> None:
 def db_upgrade(ctx: click.Context, as_json: bool) -> None:
     """Apply pending schema migrations (safe to run on many nodes at once)."""
     config = config_of(ctx)
-    store = open_store(config.database_url, seal_key=config.seal_key(), upgrade=True)
+    store = open_store(
+        config.database_url, seal_key=config.seal_key(), keys=config.keys(), upgrade=True
+    )
     store.close()
     found, current = store.schema.found, store.schema.current
     if as_json:

@@ -48,7 +48,10 @@ class Client:
         """Open the store the config names."""
         self.config = config
         self.store: Store = open_store(
-            config.database_url, seal_key=config.seal_key(), upgrade=config.auto_upgrade
+            config.database_url,
+            seal_key=config.seal_key(),
+            keys=config.keys(),
+            upgrade=config.auto_upgrade,
         )
 
     def __enter__(self) -> Client:

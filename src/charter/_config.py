@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from charter.exceptions import ConfigError
+from charter.privacy import LocalKeyring
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -27,6 +28,9 @@ class Config:
     `postgresql://user@host:port/dbname` for a store shared by many nodes."""
     seal_key_file: Path | None = None
     """Where the seal key is (default: `<home>/seal.key`); every node of one store needs it."""
+    keyring_file: Path | None = None
+    """Where the data keys of raw payloads are (default: `<home>/keyring.json`); every node of
+    one store needs the same keyring. Back it up apart from the database."""
     auto_upgrade: bool = True
     """Apply pending schema migrations when the store opens; off, a node refuses an old one."""
 
@@ -34,8 +38,9 @@ class Config:
     def from_env(cls, environ: Mapping[str, str], *, home: str | Path | None = None) -> Config:
         """Build from the environment; `home` overrides `CHARTER_HOME`.
 
-        `CHARTER_HOME`, `CHARTER_DATABASE_URL`, `CHARTER_SEAL_KEY_FILE`, and
-        `CHARTER_AUTO_UPGRADE` (`0` leaves migrations to `charter db upgrade`).
+        `CHARTER_HOME`, `CHARTER_DATABASE_URL`, `CHARTER_SEAL_KEY_FILE`,
+        `CHARTER_KEYRING_FILE`, and `CHARTER_AUTO_UPGRADE` (`0` leaves migrations to
+        `charter db upgrade`).
 
         Raises:
             ConfigError: `CHARTER_AUTO_UPGRADE` is neither 0 nor 1.
@@ -43,6 +48,7 @@ class Config:
         folder = Path(home or environ.get("CHARTER_HOME") or ".charter").resolve()
         url = environ.get("CHARTER_DATABASE_URL") or f"sqlite://{folder / 'charter.db'}"
         key_file = environ.get("CHARTER_SEAL_KEY_FILE")
+        keyring = environ.get("CHARTER_KEYRING_FILE")
         upgrade = environ.get("CHARTER_AUTO_UPGRADE", "1").strip()
         if upgrade not in ("0", "1"):
             raise ConfigError(
@@ -53,8 +59,13 @@ class Config:
             home=folder,
             database_url=url,
             seal_key_file=Path(key_file).resolve() if key_file else None,
+            keyring_file=Path(keyring).resolve() if keyring else None,
             auto_upgrade=upgrade == "1",
         )
+
+    def keys(self) -> LocalKeyring:
+        """The keyring holding the raw payloads' data keys."""
+        return LocalKeyring(self.keyring_file or self.home / "keyring.json")
 
     def seal_key(self) -> bytes:
         """The key that seals run heads, created on first use, readable by the owner only.

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from charter.exceptions import ContractError
+from charter.privacy import Redactor
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -41,6 +42,9 @@ __all__ = [
     "EnvironmentSection",
     "PolicyFiles",
     "RateLimit",
+    "Redaction",
+    "Retention",
+    "RetentionClass",
     "RouteRule",
     "Routing",
     "Timeouts",
@@ -291,8 +295,61 @@ class EnvironmentSection(_Strict):
     """Replaces the contract's budget in this environment."""
     rate_limits: list[RateLimit] | None = None
     """Replace the contract's rate limits in this environment."""
-    retention: Literal["short", "standard", "long"] = "standard"
-    """The retention class of this environment's runs."""
+    retention: str = "standard"
+    """The retention class of this environment's runs: one of `retention.classes`."""
+
+
+class RetentionClass(_Strict):
+    """How long one class of data is kept."""
+
+    raw: Seconds
+    """Raw payloads (prompts, tool inputs and outputs, encrypted): past this their keys are
+    destroyed, and no copy of them, backups included, can be read again."""
+    redacted: Seconds
+    """The log's redacted payloads: past this they are dropped; each event keeps its place,
+    time, kind and hash, so the chain still verifies."""
+
+    _duration = field_validator("raw", "redacted", mode="before")(_parse_duration)
+
+    @model_validator(mode="after")
+    def _redacted_outlives_raw(self) -> RetentionClass:
+        if self.redacted < self.raw:
+            msg = "redacted must be kept at least as long as raw (the log outlives the vault)"
+            raise ValueError(msg)
+        return self
+
+
+def _default_classes() -> dict[str, RetentionClass]:
+    day = 86400.0
+    return {
+        "short": RetentionClass(raw=7 * day, redacted=90 * day),
+        "standard": RetentionClass(raw=30 * day, redacted=365 * day),
+        "long": RetentionClass(raw=365 * day, redacted=7 * 365 * day),
+    }
+
+
+class Retention(_Strict):
+    """Retention classes, and the data classes kept by a class other than their environment's."""
+
+    classes: dict[Annotated[str, Field(pattern=_NAME)], RetentionClass] = Field(
+        default_factory=_default_classes
+    )
+    """Named durations; `short`, `standard` and `long` exist unless redefined here."""
+    data_classes: dict[str, str] = Field(default_factory=dict)
+    """A tool call's data class (`customer_pii`, `financial`) to the retention class its raw
+    payloads are kept by, in place of the environment's."""
+
+    @field_validator("classes", mode="after")
+    @classmethod
+    def _with_defaults(cls, value: dict[str, RetentionClass]) -> dict[str, RetentionClass]:
+        return {**_default_classes(), **value}
+
+
+class Redaction(_Strict):
+    """Patterns of this agent's own sensitive values, redacted beside the built-in detectors."""
+
+    patterns: dict[str, str] = Field(default_factory=dict)
+    """A marker name (lowercase) to a regular expression: `order_ref: 'ORD-\\d{6}'`."""
 
 
 class Timeouts(_Strict):
@@ -343,6 +400,8 @@ class Contract(_Strict):
     environments: dict[Environment, EnvironmentSection] = Field(default_factory=dict)
     """Per-environment limits and retention; the section of the contract's `environment`
     applies (see `for_environment`)."""
+    retention: Retention = Field(default_factory=Retention)
+    redaction: Redaction = Field(default_factory=Redaction)
     prices: str | None = None
     """A price table file (relative to the contract) pricing the agent's models."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
@@ -351,6 +410,7 @@ class Contract(_Strict):
     tools: dict[str, ToolGrant] = Field(min_length=1)
 
     _source: Path | None = PrivateAttr(default=None)
+    _redactor: Redactor = PrivateAttr(default_factory=Redactor)
     _base: Contract | None = PrivateAttr(default=None)
     """The contract as written, when this one is its view for an environment."""
 
@@ -380,7 +440,25 @@ class Contract(_Strict):
         self._check_budgets()
         self._check_named_tools()
         self._check_cache()
+        self._check_retention()
+        try:
+            self._redactor = Redactor(self.redaction.patterns)
+        except ValueError as exc:
+            raise ValueError(f"redaction.patterns: {exc}") from None
         return self
+
+    def _check_retention(self) -> None:
+        known = self.retention.classes
+        named = [
+            (f"environments.{e.value}.retention", s.retention) for e, s in self.environments.items()
+        ]
+        named += [
+            (f"retention.data_classes.{d}", c) for d, c in self.retention.data_classes.items()
+        ]
+        for where, name in named:
+            if name not in known:
+                msg = f"{where} names unknown retention class {name!r} ({', '.join(sorted(known))})"
+                raise ValueError(msg)
 
     def _check_cache(self) -> None:
         seen: set[tuple[str, str]] = set()
@@ -471,10 +549,21 @@ class Contract(_Strict):
         return derived
 
     @property
-    def retention(self) -> str:
+    def retention_class(self) -> str:
         """The retention class of the contract's environment."""
         section = self.environments.get(self.environment)
         return section.retention if section is not None else "standard"
+
+    def retention_for(self, data_class: str | None = None) -> str:
+        """The retention class of raw payloads of this `data_class` (None: the environment's)."""
+        if data_class is not None and data_class in self.retention.data_classes:
+            return self.retention.data_classes[data_class]
+        return self.retention_class
+
+    @property
+    def redactor(self) -> Redactor:
+        """The built-in detectors plus this contract's own patterns."""
+        return self._redactor
 
     def autonomy_for(self, tool: str) -> Autonomy:
         """The autonomy stage that applies to `tool`."""

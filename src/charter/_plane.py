@@ -35,7 +35,7 @@ from charter.engine import (
 )
 from charter.exceptions import CharterError, CredentialError, LeaseLost, StateError
 from charter.gate import Executor, Gate, RunState, hash_token
-from charter.privacy import Vault, redact_text
+from charter.privacy import Vault
 from charter.store import ReleaseRun
 from charter.store._lease import new_owner
 
@@ -67,11 +67,11 @@ class ControlPlane:
             store: Where runs live.
             clock: The time source for policies, timers and approval expiry.
             executor: Runs tool code (threads, timeouts, retries).
-            vault: Encrypts raw payloads; by default derived from the store's seal key.
+            vault: Encrypts raw payloads; by default under the store's keyring.
         """
         self.store = store
         self.clock = clock
-        self.vault = vault or Vault.for_store(store)
+        self.vault = vault or Vault.for_store(store, clock=clock)
         self.gate = Gate(store, clock=clock, executor=executor, vault=self.vault)
 
     def close(self) -> None:
@@ -125,11 +125,17 @@ class ControlPlane:
             budget_usd=contract.budget.per_run_usd,
             environment=contract.environment.value,
             autonomy=contract.autonomy.value,
-            task=redact_text(text),
+            task=contract.redactor.text(text),
             task_hash=hashlib.sha256(text.encode()).hexdigest(),
             initiator=initiator,
         )
-        sealed = self.vault.seal(tenant_id=tenant_id, run_id=run_id, name="0:input", value=task)
+        sealed = self.vault.seal(
+            tenant_id=tenant_id,
+            run_id=run_id,
+            name="0:input",
+            value=task,
+            retention=contract.retention_class,
+        )
         self.store.start_run(run_id, started, raw={"0:input": sealed}, owner=lease_owner)
         return run_id
 
@@ -208,10 +214,11 @@ class ControlPlane:
             worker=worker,
             on_new_work=pause.end,
         )
+        redactor = workflow.agent.contract.redactor
         try:
             # Inside: an input that does not open fails this run on record, not the worker.
             task = loaded.task(self.vault)
-            state.task = redact_text(task if isinstance(task, str) else repr(task))
+            state.task = redactor.text(task if isinstance(task, str) else repr(task))
             finish = _outcome(workflow.fn(ctx, task))
         except Suspend as wait:
             return self._suspend(ctx, wait)
@@ -222,7 +229,7 @@ class ControlPlane:
         except CharterError as exc:
             finish = Finish(status="failed", outcome="failed", reason=str(exc), code=exc.code)
         except Exception as exc:  # noqa: BLE001 - workflow code is the user's; end on record
-            reason = redact_text(f"workflow raised {type(exc).__name__}: {exc}")
+            reason = redactor.text(f"workflow raised {type(exc).__name__}: {exc}")
             finish = Finish(status="failed", outcome="failed", reason=reason, code="workflow_error")
         return self._finish(run_id, finish, ctx.decisions, ctx.state)
 
@@ -246,7 +253,7 @@ class ControlPlane:
         event = RunFinished(
             status=finish.status,
             outcome=finish.outcome,
-            reason=redact_text(finish.reason),
+            reason=state.agent.contract.redactor.text(finish.reason),
             cost_usd=round(record.cost_usd, 6),
             prompt_tokens=record.prompt_tokens,
             completion_tokens=record.completion_tokens,
@@ -305,7 +312,8 @@ def _outcome(returned: object) -> Finish:
     """How a workflow's return value ends its run."""
     if isinstance(returned, Finish):
         return returned
-    return Finish(reason="workflow returned" if returned is None else redact_text(str(returned)))
+    # The run's end redacts the reason with the contract's own patterns too.
+    return Finish(reason="workflow returned" if returned is None else str(returned))
 
 
 def _result(

@@ -57,6 +57,7 @@ __all__ = [
     "ModelUnavailable",
     "NonDeterminismError",
     "NotFoundError",
+    "PayloadPurged",
     "PermanentToolError",
     "PolicyLoadError",
     "PolicyTestError",
@@ -306,6 +307,12 @@ class StoreError(CharterError):
     """The event store is unreachable or its contents are inconsistent."""
 
     code = "store_error"
+
+
+class PayloadPurged(StoreError):
+    """A raw payload's key was destroyed by retention: the payload is gone for good."""
+
+    code = "payload_purged"
 
 
 class ControlChanged(StoreError):

@@ -33,7 +33,6 @@ from charter._time import iso
 from charter.exceptions import BudgetExceeded, CharterError, NonDeterminismError
 from charter.gate import ArtifactCache, budget_caps, input_hash
 from charter.models import Message, ModelResponse, ToolSpec, Usage
-from charter.privacy import redact, redact_text
 from charter.store import Reserve, Settle, dollars, micros
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
     from charter.engine._history import History, StepRecord
     from charter.gate import Gate, RunState
     from charter.models import Model
-    from charter.privacy import Vault
+    from charter.privacy import Redactor, Vault
     from charter.store import Charge, Store
 
 __all__ = ["Context", "Finish", "RunContext", "Stop", "Suspend"]
@@ -138,6 +137,10 @@ class Context(ABC):
     def agent(self) -> Agent:
         """The agent: contract, tools, model, policy."""
         return self._state.agent
+
+    @property
+    def _redactor(self) -> Redactor:
+        return self._state.agent.contract.redactor
 
     @property
     def spent_usd(self) -> float:
@@ -350,9 +353,10 @@ class RunContext(Context):
             model=model,
             request_hash=asked,
             response_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
-            text=redact_text(response.text),
+            text=self._redactor.text(response.text),
             tool_calls=[
-                c.model_copy(update={"arguments": redact(c.arguments)}) for c in response.tool_calls
+                c.model_copy(update={"arguments": self._redactor.value(c.arguments)})
+                for c in response.tool_calls
             ],
             prompt_tokens=response.usage.prompt_tokens,
             completion_tokens=response.usage.completion_tokens,
@@ -493,7 +497,7 @@ class RunContext(Context):
             role=tier.role,
             approvers=tier.approvers,
             expires_at=iso(self._clock() + timedelta(seconds=tier.expires_after)),
-            summary=redact_text(f"call {model.name} past the budget: {problem}"),
+            summary=self._redactor.text(f"call {model.name} past the budget: {problem}"),
             diff=[],
             excluded=sorted({n for n in (contract.owner, self._state.initiator) if n}),
         )
@@ -746,7 +750,11 @@ class RunContext(Context):
 
     def _seal(self, name: str, value: Any) -> bytes:  # noqa: ANN401 - any JSON value
         return self._vault.seal(
-            tenant_id=self.tenant_id, run_id=self.run_id, name=name, value=value
+            tenant_id=self.tenant_id,
+            run_id=self.run_id,
+            name=name,
+            value=value,
+            retention=self.agent.contract.retention_class,
         )
 
     def _open(self, name: str) -> Any:  # noqa: ANN401 - any JSON value

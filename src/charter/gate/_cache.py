@@ -131,7 +131,13 @@ class ArtifactCache:
             kind=kind,
             name=name,
             source=source,
-            value=self._vault.seal(tenant_id=tenant_id, run_id=_SLOT, name=key, value=value),
+            value=self._vault.seal(
+                tenant_id=tenant_id,
+                run_id=_SLOT,
+                name=key,
+                value=value,
+                retention=contract.retention_class,
+            ),
             created_at=iso(now),
             expires_at=iso(now + timedelta(seconds=ttl_s)),
         )

@@ -45,7 +45,7 @@ from charter.gate._limits import budget_caps, check_budget, check_rate_limit, ra
 from charter.gate._policy import check_policy
 from charter.gate._validate import check_schema, check_verifiers
 from charter.gate._verifier import check_verifier
-from charter.privacy import Vault, redact, redact_text
+from charter.privacy import Redactor, Vault
 from charter.store import Reserve, Settle, micros, usd
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Gate:
         """Build the pipeline. `clock` feeds the policy's time-window context."""
         self._store = store
         self._clock = clock
-        self._vault = vault or Vault.for_store(store)
+        self._vault = vault or Vault.for_store(store, clock=clock)
         self.controls = Controls(store)
         """Kill switches, identities and cancellations, refreshed per call."""
         self.executor = executor or Executor()
@@ -176,6 +176,7 @@ class Gate:
     def _judge(self, call: Call) -> Decision:
         """Decide, record and (if allowed) execute one call; raises `LimitReached` unwritten."""
         step, spec, key = call.step, call.spec, call.idempotency_key
+        redactor = call.run.agent.contract.redactor
         self._look_up(call)
         checks, timings = self.decide(call)
         final = checks[-1]
@@ -185,13 +186,13 @@ class Gate:
             call_id=spec.call_id,
             tool=tool,
             effect=call.grant.effect.value if call.grant else "unknown",
-            arguments=redact(spec.arguments),
+            arguments=redactor.value(spec.arguments),
             input_hash=input_hash(spec.arguments),
             idempotency_key=key,
         )
         policy_ids = list(call.policy.policy_ids) if call.policy else []
-        recorded = _recorded(checks, timings)
-        reason = redact_text(final.reason)
+        recorded = _recorded(checks, timings, redactor)
+        reason = redactor.text(final.reason)
         decision: Decision
         if final.outcome == "deny":
             decision = Denied(
@@ -290,7 +291,7 @@ class Gate:
                 step=call.step,
                 model=verifier.name,
                 request_hash="",
-                text=redact_text(response.text),
+                text=call.run.agent.contract.redactor.text(response.text),
                 tool_calls=[],
                 prompt_tokens=response.usage.prompt_tokens,
                 completion_tokens=response.usage.completion_tokens,
@@ -332,15 +333,16 @@ class Gate:
         request_id = "apr_" + secrets.token_hex(8)
         expires = self._clock() + timedelta(seconds=tier.expires_after)
         contract = call.run.agent.contract
+        redactor = contract.redactor
         excluded = sorted({name for name in (contract.owner, call.run.initiator) if name})
-        shown = ", ".join(f"{k}={v!r}" for k, v in redact(call.spec.arguments).items())
+        shown = ", ".join(f"{k}={v!r}" for k, v in redactor.value(call.spec.arguments).items())
         summary = f"{call.spec.tool}({shown})"
         decision = NeedsApproval(
             step=call.step,
             tool=call.spec.tool,
             tier=final.tier,
             request_id=request_id,
-            reason=redact_text(final.reason),
+            reason=redactor.text(final.reason),
             diff=tuple(diff),
         )
         events: list[Event] = [
@@ -349,7 +351,7 @@ class Gate:
                 tool=call.spec.tool,
                 decision="needs_approval",
                 check=final.check,
-                reason=redact_text(final.reason),
+                reason=redactor.text(final.reason),
                 policy_ids=policy_ids,
                 tier=final.tier,
                 diff=diff,
@@ -394,20 +396,24 @@ class Gate:
             return []
         if call.grant.effect.value == "read":
             return []
+        redactor = call.run.agent.contract.redactor
         if call.tool.preview is not None:
             try:
                 changes = call.tool.preview(call.args, call.context())
             except Exception as exc:  # noqa: BLE001 - a failing preview must not hide the call
-                return [{"path": "(preview failed)", "before": None, "after": str(exc)}]
-            return [redact(c.model_dump(mode="json")) for c in changes]
+                return [
+                    {"path": "(preview failed)", "before": None, "after": redactor.text(str(exc))}
+                ]
+            return [redactor.value(c.model_dump(mode="json")) for c in changes]
         return [
-            {"path": name, "before": None, "after": redact(value)}
+            {"path": name, "before": None, "after": redactor.value(value)}
             for name, value in call.args.model_dump(mode="json").items()
         ]
 
     def _execute(self, call: Call, policy_ids: list[str]) -> Decision:
         assert call.tool is not None  # noqa: S101
         run, tool = call.run, call.tool
+        redactor = run.agent.contract.redactor
         if call.cached is not None:
             execution = Execution(
                 check=CheckResult.passed(
@@ -443,15 +449,15 @@ class Gate:
             step=call.step,
             tool=tool.name,
             status="error" if failed else "ok",
-            output=redact(output) if output is not None else None,
+            output=redactor.value(output) if output is not None else None,
             output_hash=input_hash(output) if output is not None else None,
             error_code=_error_code(execution.error, checks[-2]) if failed else None,
-            error=redact_text(checks[-2].reason) if failed else None,
+            error=redactor.text(checks[-2].reason) if failed else None,
             attempts=execution.attempts,
             latency_ms=round(execution.latency_ms, 3),
             cost_usd=cost,
             idempotency_key=call.idempotency_key,
-            checks=_recorded(checks, timings),
+            checks=_recorded(checks, timings, redactor),
             policy_ids=policy_ids,
             cached=call.cached is not None,
             cached_from=call.cached.source if call.cached is not None else None,
@@ -460,8 +466,13 @@ class Gate:
             self._keep(call, output)
         raw = None
         if output is not None:
+            data_class = call.facts.data_class if call.facts is not None else None
             sealed = self._vault.seal(
-                tenant_id=run.tenant_id, run_id=run.run_id, name=f"{call.step}:output", value=output
+                tenant_id=run.tenant_id,
+                run_id=run.run_id,
+                name=f"{call.step}:output",
+                value=output,
+                retention=run.agent.contract.retention_for(data_class),
             )
             raw = {f"{call.step}:output": sealed}
         # The result rides on the run's next append (group commit; see RunState.defer), and
@@ -485,16 +496,16 @@ class Gate:
         return Allowed(step=call.step, tool=tool.name, output=output, policy_ids=tuple(policy_ids))
 
 
-def _recorded(checks: list[CheckResult], timings: list[int]) -> list[Check]:
+def _recorded(checks: list[CheckResult], timings: list[int], redactor: Redactor) -> list[Check]:
     """The checks as the log keeps them; they quote what they judged, so they are redacted."""
     # Built from typed stage results, so pydantic's validation would only repeat the types.
     return [
         Check.model_construct(
             check=c.check,
             outcome=c.outcome,
-            reason=redact_text(c.reason),
+            reason=redactor.text(c.reason),
             source=c.source,
-            detail=redact(c.detail) if c.detail else {},
+            detail=redactor.value(c.detail) if c.detail else {},
             duration_us=t,
         )
         for c, t in zip(checks, timings, strict=True)

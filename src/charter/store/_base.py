@@ -26,11 +26,14 @@ from charter._events import (
     RunSuspended,
     ToolCompleted,
 )
+from charter.exceptions import PayloadPurged
+from charter.store._chain import PURGED
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
 
+    from charter.privacy import KeyProvider
     from charter.store._cache import CacheEntry
     from charter.store._chain import ChainReport
     from charter.store._limits import Charge, SpendRecord
@@ -66,16 +69,33 @@ class StoredEvent:
     step: int | None = None
     """The step the event belongs to (a copy of the payload's, kept as a column); None for
     run-level events and in logs written before the column existed."""
+    digest: str | None = None
+    """SHA-256 of `data`, which the chain hash covers; None in logs written before it existed."""
+
+    @property
+    def purged(self) -> bool:
+        """Retention dropped this event's payload; `data` is the marker saying when."""
+        return self.data.startswith(PURGED)
 
     @cached_property
     def payload(self) -> dict[str, Any]:
-        """The payload as a dict."""
+        """The payload as a dict (for a purged event, its marker)."""
         parsed: dict[str, Any] = json.loads(self.data)
         return parsed
 
     @cached_property
     def event(self) -> Event:
-        """The typed event."""
+        """The typed event.
+
+        Raises:
+            PayloadPurged: Retention dropped the payload.
+        """
+        if self.purged:
+            raise PayloadPurged(
+                f"event {self.seq} of run {self.run_id} ({self.kind}) was purged by retention "
+                f"on {self.payload.get('purged')}",
+                hint="its place, time and hash remain; `charter audit verify` still checks it",
+            )
         return EventAdapter.validate_json(self.data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -361,7 +381,9 @@ class Store(ABC):
     """
 
     seal_key: bytes
-    """The key that seals run heads; the raw-payload vault derives its keys from it."""
+    """The key that seals run heads (and opened format-1 raw payloads)."""
+    keys: KeyProvider
+    """Where the data keys of raw payloads are; retention destroys them."""
     name: str
     """Where the store is, for messages and logs; never with a password."""
 

@@ -1,7 +1,11 @@
 """The per-run hash chain and the head seal.
 
 Each event's hash covers the previous event's hash and the event's own identity and payload, so
-an edit, deletion or reordering breaks a link. The run's head (last sequence number and hash) is
+an edit, deletion or reordering breaks a link. It covers the payload through the payload's own
+SHA-256 (its digest, stored beside it): retention may then drop a redacted payload past its
+tier, leaving a marker, and the chain still verifies, while any other change to a kept payload
+still breaks it. Events written before digests existed (format 1) hash the payload itself and
+are never dropped. The run's head (last sequence number and hash) is
 additionally sealed with an HMAC whose key lives outside the database, so truncating a run and
 rewriting its head in the database file is detected too: a database-only attacker cannot forge
 the seal.
@@ -11,22 +15,48 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["GENESIS", "ChainReport", "event_hash", "seal", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "PURGED",
+    "ChainReport",
+    "event_hash",
+    "payload_digest",
+    "purged_marker",
+    "seal",
+    "verify_chain",
+]
 
 GENESIS = "0" * 64
 """The `prev_hash` of a run's first event."""
 
+PURGED = '{"purged":'
+"""How a dropped payload's marker starts; no event payload starts so (they start with `kind`)."""
+
 
 def event_hash(*, prev_hash: str, run_id: str, seq: int, ts: str, kind: str, payload: str) -> str:
-    """SHA-256 over the previous hash and the event exactly as stored (payload is JSON text)."""
+    """SHA-256 over the previous hash and the event as stored.
+
+    `payload` is the payload's digest (format 2), or for a format-1 event its JSON text.
+    """
     material = f"{prev_hash}\n{run_id}\n{seq}\n{ts}\n{kind}\n{payload}"
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def payload_digest(payload: str) -> str:
+    """SHA-256 of a payload's JSON text: what its event's hash covers."""
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def purged_marker(ts: str, reason: str) -> str:
+    """What replaces a redacted payload dropped by retention: when, and under which rule."""
+    return json.dumps({"purged": ts, "reason": reason}, separators=(",", ":"))
 
 
 def seal(key: bytes, *, run_id: str, seq: int, head_hash: str, summary: str) -> str:
@@ -46,6 +76,8 @@ class ChainReport:
     run_id: str
     ok: bool
     events_checked: int
+    events_purged: int = 0
+    """Events whose redacted payload retention dropped; their place and hash still verify."""
     broken_at: int | None = None
     """Sequence number of the first event that fails, if any."""
     problem: str | None = None
@@ -65,6 +97,32 @@ class ChainRow(NamedTuple):
     payload: str
     prev_hash: str
     hash: str
+    digest: str | None
+    """The payload's SHA-256 (format 2); None for a format-1 event."""
+
+
+def _link_problem(run_id: str, row: ChainRow, expected_seq: int, expected_prev: str) -> str | None:
+    """What is wrong with one stored event, given the event before it; None: nothing."""
+    if row.seq != expected_seq:
+        return f"event {expected_seq} is missing (next stored is {row.seq})"
+    if row.prev_hash != expected_prev:
+        return f"event {row.seq} does not link to event {row.seq - 1}"
+    covered = row.payload
+    if row.digest is not None:
+        if not row.payload.startswith(PURGED) and payload_digest(row.payload) != row.digest:
+            return f"event {row.seq} ({row.kind}) was altered after it was written"
+        covered = row.digest
+    recomputed = event_hash(
+        prev_hash=row.prev_hash,
+        run_id=run_id,
+        seq=row.seq,
+        ts=row.ts,
+        kind=row.kind,
+        payload=covered,
+    )
+    if recomputed != row.hash:
+        return f"event {row.seq} ({row.kind}) was altered after it was written"
+    return None
 
 
 def verify_chain(
@@ -79,7 +137,7 @@ def verify_chain(
 ) -> ChainReport:
     """Walk a run's events in sequence order and report the first broken link."""
     expected_prev = GENESIS
-    checked = 0
+    checked = purged = 0
 
     def broken(seq: int, problem: str) -> ChainReport:
         return ChainReport(
@@ -87,22 +145,10 @@ def verify_chain(
         )
 
     for expected_seq, row in enumerate(rows, start=1):
-        if row.seq != expected_seq:
-            return broken(
-                expected_seq, f"event {expected_seq} is missing (next stored is {row.seq})"
-            )
-        if row.prev_hash != expected_prev:
-            return broken(row.seq, f"event {row.seq} does not link to event {row.seq - 1}")
-        recomputed = event_hash(
-            prev_hash=row.prev_hash,
-            run_id=run_id,
-            seq=row.seq,
-            ts=row.ts,
-            kind=row.kind,
-            payload=row.payload,
-        )
-        if recomputed != row.hash:
-            return broken(row.seq, f"event {row.seq} ({row.kind}) was altered after it was written")
+        problem = _link_problem(run_id, row, expected_seq, expected_prev)
+        if problem is not None:
+            return broken(min(row.seq, expected_seq), problem)
+        purged += row.digest is not None and row.payload.startswith(PURGED)
         expected_prev = row.hash
         checked += 1
     if checked != head_seq or expected_prev != head_hash:
@@ -118,4 +164,4 @@ def verify_chain(
             "the run's seal does not match: its events were rewritten or truncated, or its "
             "summary row (tenant, status, outcome, cost) was edited",
         )
-    return ChainReport(run_id=run_id, ok=True, events_checked=checked)
+    return ChainReport(run_id=run_id, ok=True, events_checked=checked, events_purged=purged)

@@ -226,6 +226,7 @@ class ControlSql:
                     payload=r["payload"],
                     prev_hash=r["prev_hash"],
                     hash=r["hash"],
+                    digest=None,  # the control log hashes its payloads whole
                 )
                 for r in rows
             ),

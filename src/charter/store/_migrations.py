@@ -11,6 +11,14 @@ from __future__ import annotations
 
 __all__ = ["POSTGRES_MIGRATIONS", "SQLITE_MIGRATIONS"]
 
+# The one change to a stored event the database allows: a format-2 event's payload replaced by
+# a retention marker, every other column as it was. (`IS` compares NULLs as equal in SQLite;
+# in PostgreSQL, `IS NOT DISTINCT FROM` does.)
+_PURGE_ONLY = """(OLD.digest IS NOT NULL AND NEW.payload LIKE '{"purged":%'
+    AND NEW.run_id = OLD.run_id AND NEW.seq = OLD.seq AND NEW.ts = OLD.ts
+    AND NEW.kind = OLD.kind AND NEW.prev_hash = OLD.prev_hash AND NEW.hash = OLD.hash
+    AND NEW.digest = OLD.digest AND NEW.step IS NOT DISTINCT FROM OLD.step)"""
+
 SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, the hash-chained event log, identities, kill switches, approvals.
     (
@@ -220,6 +228,19 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX artifact_cache_by_scope ON artifact_cache (workflow, tenant_id)",
         "CREATE INDEX artifact_cache_by_expiry ON artifact_cache (expires_at)",
     ),
+    # 8: retention. Each event's digest (the SHA-256 of its payload), which format-2 hashes
+    # cover instead of the payload, so a redacted payload past its tier can be dropped and the
+    # chain still verifies; the append-only trigger lets exactly that change through, and only
+    # for format-2 events. Each raw payload's data key, so a purge knows what a key sealed.
+    (
+        "ALTER TABLE events ADD COLUMN digest TEXT",
+        "DROP TRIGGER events_append_only_update",
+        f"""CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+           WHEN NOT ({_PURGE_ONLY})
+           BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        "ALTER TABLE payloads ADD COLUMN key_id TEXT",
+        "CREATE INDEX payloads_by_key ON payloads (key_id)",
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -394,5 +415,19 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX artifact_cache_by_scope ON artifact_cache (workflow, tenant_id)",
         "CREATE INDEX artifact_cache_by_expiry ON artifact_cache (expires_at)",
+    ),
+    # 4: SQLite's version 8.
+    (
+        "ALTER TABLE events ADD COLUMN digest TEXT",
+        f"""CREATE FUNCTION charter_events_purge_only() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF TG_OP = 'UPDATE' AND {_PURGE_ONLY} THEN RETURN NEW; END IF;
+             RAISE EXCEPTION 'events are append-only';
+           END $$""",
+        "DROP TRIGGER events_append_only ON events",
+        """CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+           FOR EACH ROW EXECUTE FUNCTION charter_events_purge_only()""",
+        "ALTER TABLE payloads ADD COLUMN key_id TEXT",
+        "CREATE INDEX payloads_by_key ON payloads (key_id)",
     ),
 )

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from psycopg._cursor_base import BaseCursor
 
+    from charter.privacy import KeyProvider
     from charter.store._db import Cursor, Db
 
 __all__ = ["PostgresStore"]
@@ -57,13 +58,21 @@ class PostgresStore(SqlStore):
     _UNIQUE_VIOLATION = (psycopg.errors.UniqueViolation,)
 
     def __init__(
-        self, url: str, *, seal_key: bytes, upgrade: bool = True, control_cache_s: float = 1.0
+        self,
+        url: str,
+        *,
+        seal_key: bytes,
+        keys: KeyProvider,
+        upgrade: bool = True,
+        control_cache_s: float = 1.0,
     ) -> None:
         """Connect to the database `url` names and bring its schema up to date.
 
         Args:
             url: A libpq URL, `postgresql://user@host:port/dbname`.
             seal_key: The key that seals each run's head; every node needs the same one.
+            keys: Where the raw payloads' data keys are; every node needs the same keys (a
+                shared keyring file, or a KMS-backed provider).
             upgrade: Apply pending migrations (the default); otherwise refuse an old schema.
             control_cache_s: The longest the gate trusts a cached control version. Changes
                 arrive by NOTIFY within milliseconds; this bounds how stale a node can be if
@@ -76,7 +85,7 @@ class PostgresStore(SqlStore):
             ConfigError: The URL's schema does not exist, or the seal key is not this
                 database's.
         """
-        super().__init__(seal_key=seal_key)
+        super().__init__(seal_key=seal_key, keys=keys)
         self._url = url  # private: it may hold the password
         self.name = _describe(url)
         self._closed = False

@@ -36,6 +36,7 @@ from charter.exceptions import (
     StateError,
     StoreError,
 )
+from charter.privacy._vault import sealed_key_id
 from charter.store._approvals import approval_from_row, project_approval, wakes_at_once
 from charter.store._base import (
     ApprovalRecord,
@@ -47,7 +48,15 @@ from charter.store._base import (
     dump_payload,
 )
 from charter.store._cache import CacheSql
-from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
+from charter.store._chain import (
+    GENESIS,
+    ChainReport,
+    ChainRow,
+    event_hash,
+    payload_digest,
+    seal,
+    verify_chain,
+)
 from charter.store._controls import ControlSql
 from charter.store._lease import lease_is_dead
 from charter.store._limits import apply_charges
@@ -59,6 +68,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Literal
 
+    from charter.privacy import KeyProvider
     from charter.store._db import Db, Row
     from charter.store._limits import Charge
 
@@ -110,9 +120,10 @@ class SqlStore(ControlSql, CacheSql, Store):
     schema: SchemaState
     """The schema version found at open, and the one now."""
 
-    def __init__(self, *, seal_key: bytes) -> None:
+    def __init__(self, *, seal_key: bytes, keys: KeyProvider) -> None:
         """Set up what every backend has; the subclass connects, then calls `_open`."""
         self.seal_key = seal_key
+        self.keys = keys
         self._lock = threading.Lock()
         self._wake = threading.Event()
 
@@ -285,8 +296,9 @@ class SqlStore(ControlSql, CacheSql, Store):
         for event in events:
             seq += 1
             payload = dump_payload(event)
+            covered = payload_digest(payload)
             digest = event_hash(
-                prev_hash=prev, run_id=run_id, seq=seq, ts=ts, kind=event.kind, payload=payload
+                prev_hash=prev, run_id=run_id, seq=seq, ts=ts, kind=event.kind, payload=covered
             )
             project_approval(db, run_id, event, ts)
             record = record.apply(event)
@@ -300,13 +312,17 @@ class SqlStore(ControlSql, CacheSql, Store):
                     prev_hash=prev,
                     hash=digest,
                     step=getattr(event, "step", None),
+                    digest=covered,
                 )
             )
             prev = digest
         db.executemany(
-            "INSERT INTO events (run_id, seq, ts, kind, payload, prev_hash, hash, step) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, e.seq, ts, e.kind, e.data, e.prev_hash, e.hash, e.step) for e in stored],
+            "INSERT INTO events (run_id, seq, ts, kind, payload, prev_hash, hash, step, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (run_id, e.seq, ts, e.kind, e.data, e.prev_hash, e.hash, e.step, e.digest)
+                for e in stored
+            ],
         )
         record = replace(record, updated_at=ts, event_count=record.event_count + len(events))
         suspended = events[-1] if events and isinstance(events[-1], RunSuspended) else None
@@ -321,9 +337,10 @@ class SqlStore(ControlSql, CacheSql, Store):
         )
         if raw:
             db.executemany(
-                "INSERT INTO payloads (run_id, name, data) VALUES (?, ?, ?) "
-                "ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data",
-                [(run_id, name, data) for name, data in raw.items()],
+                "INSERT INTO payloads (run_id, name, data, key_id) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data, "
+                "key_id = excluded.key_id",
+                [(run_id, name, data, sealed_key_id(data)) for name, data in raw.items()],
             )
         db.execute(
             "UPDATE runs SET status = ?, outcome = ?, reason = ?, cost_usd = ?, "
@@ -372,6 +389,7 @@ class SqlStore(ControlSql, CacheSql, Store):
                 prev_hash=r["prev_hash"],
                 hash=r["hash"],
                 step=r["step"],
+                digest=r["digest"],
             )
             for r in rows
         ]
@@ -420,7 +438,7 @@ class SqlStore(ControlSql, CacheSql, Store):
             # of many short runs verifies at the rate of its events, not of its queries.
             where, params = ("WHERE run_id = ? ", (run_id,)) if run_id else ("", ())
             stream = self._stream(
-                "SELECT run_id, seq, ts, kind, payload, prev_hash, hash FROM events "
+                "SELECT run_id, seq, ts, kind, payload, prev_hash, hash, digest FROM events "
                 f"{where}ORDER BY run_id, seq",
                 params,
             )

@@ -8,12 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from charter.privacy._keys import LocalKeyring, MemoryKeyring
 from charter.store._migrations import SQLITE_MIGRATIONS
 from charter.store._sql import SqlStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
+    from charter.privacy import KeyProvider
     from charter.store._db import Db
 
 __all__ = ["SqliteStore"]
@@ -35,6 +37,7 @@ class SqliteStore(SqlStore):
         path: str | Path,
         *,
         seal_key: bytes,
+        keys: KeyProvider | None = None,
         verify_only: bool = False,
         upgrade: bool = True,
     ) -> None:
@@ -43,10 +46,15 @@ class SqliteStore(SqlStore):
         Args:
             path: The database file.
             seal_key: The key that seals each run's head; keep it outside the database.
+            keys: Where the raw payloads' data keys are; default: a keyring file beside the
+                database (`<path>.keys`), or memory for an in-memory store.
             verify_only: Refuse to migrate; fail if the schema is not current.
             upgrade: Apply pending migrations (the default); `verify_only` is its opposite.
         """
-        super().__init__(seal_key=seal_key)
+        if keys is None:
+            in_memory = str(path) == ":memory:"
+            keys = MemoryKeyring() if in_memory else LocalKeyring(Path(f"{path}.keys"))
+        super().__init__(seal_key=seal_key, keys=keys)
         self.path = str(path)
         self.name = f"sqlite://{self.path}"
         if self.path != ":memory:":
