@@ -11,16 +11,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from charter._events import ApprovalDecided
 from charter._export import run_record
 from charter._identity import IssuedCredential, create_agent_identity, create_human
+from charter._retention import RetentionPlan, apply_retention, plan_retention
 from charter._time import iso, utcnow
 from charter.exceptions import (
     ApprovalRefused,
     CredentialError,
     NotFoundError,
+    PayloadPurged,
     ReasonInvalid,
     UserError,
 )
 from charter.gate import hash_token
-from charter.privacy import redact_text
+from charter.privacy import Vault, redact_text
 from charter.store import CacheEntry, KillSwitch, open_store
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from charter._config import Config
+    from charter._contract import Contract
     from charter.store import (
         ApprovalRecord,
         ChainReport,
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
         Store,
         StoredEvent,
     )
+    from charter.store._privacy import PurgeCounts
 
 __all__ = ["Client"]
 
@@ -314,6 +318,92 @@ class Client:
             tenant_id=tenant_id,
             expired_before=iso(utcnow()) if expired else None,
         )
+
+    # --- data protection --------------------------------------------------------------------
+    def operator(self, name: str | None, token: str | None) -> IdentityRecord:
+        """The operator acting: `name` proven by `token`, or (no name) whoever holds `token`.
+
+        Raises:
+            CredentialError: No token, an unknown or revoked one, another person's, or a
+                person without the operator role.
+        """
+        if name is not None:
+            return self.authenticate(name, token, role="operator")
+        found = self.store.identity_by_token_hash(hash_token(token)) if token else None
+        if found is None or found.kind != "human":
+            raise CredentialError(
+                "this needs an operator's credential",
+                hint="export CHARTER_TOKEN=<an operator's token from `charter identity create`>",
+            )
+        return self.authenticate(found.name, token, role="operator")
+
+    def break_glass(
+        self, run_id: str, *, by: str | None, token: str | None, reason: str
+    ) -> dict[str, Any]:
+        """A run's raw payloads, decrypted, for operator `by` in an incident.
+
+        The reading is written to the control log (who, which run, why, which payloads) and
+        committed before anything is decrypted: no one reads raw data unrecorded. A payload
+        whose key retention destroyed is reported as purged.
+
+        Raises:
+            CredentialError: Not an operator's credential.
+            ReasonInvalid: The reason is missing, multi-line or too long.
+            NotFoundError: No such run.
+        """
+        operator = self.operator(by, token)
+        why = _checked_reason(reason)
+        record = self.store.get_run(run_id)
+        sealed = self.store.raw_payloads(run_id)
+        self.store.record_break_glass(run_id, by=operator.name, reason=why, names=sorted(sealed))
+        vault = Vault.for_store(self.store)
+        payloads: dict[str, Any] = {}
+        for name in sorted(sealed, key=_slot_order):
+            try:
+                payloads[name] = vault.open(
+                    tenant_id=record.tenant_id, run_id=run_id, name=name, data=sealed[name]
+                )
+            except PayloadPurged:
+                payloads[name] = {"purged": True}
+        return {
+            "run_id": run_id,
+            "tenant_id": record.tenant_id,
+            "opened_by": operator.name,
+            "reason": why,
+            "payloads": payloads,
+        }
+
+    def retention_plan(
+        self, contracts: Sequence[Contract], *, now: datetime | None = None
+    ) -> RetentionPlan:
+        """What retention would purge now under `contracts`; purges nothing."""
+        return plan_retention(self.store, contracts, now=now or utcnow())
+
+    def apply_retention(
+        self,
+        contracts: Sequence[Contract],
+        *,
+        by: str | None,
+        token: str | None,
+        reason: str,
+        now: datetime | None = None,
+    ) -> tuple[RetentionPlan, PurgeCounts]:
+        """Purge what is past retention under `contracts`, as operator `by` (logged first).
+
+        Raises:
+            CredentialError: Not an operator's credential.
+            ReasonInvalid: The reason is missing, multi-line or too long.
+        """
+        operator = self.operator(by, token)
+        why = _checked_reason(reason)
+        plan = self.retention_plan(contracts, now=now)
+        return plan, apply_retention(self.store, plan, by=operator.name, reason=why)
+
+
+def _slot_order(name: str) -> tuple[int, str]:
+    """Raw payload slots (`<step>:<what>`) in step order."""
+    step, _, what = name.partition(":")
+    return (int(step) if step.isdigit() else -1, what)
 
 
 _MAX_REASON = 500

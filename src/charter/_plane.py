@@ -134,6 +134,7 @@ class ControlPlane:
             run_id=run_id,
             name="0:input",
             value=task,
+            workflow=contract.workflow,
             retention=contract.retention_class,
         )
         self.store.start_run(run_id, started, raw={"0:input": sealed}, owner=lease_owner)

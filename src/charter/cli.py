@@ -21,6 +21,7 @@ from charter._cli_common import config_of, console, emit_json, handled, json_opt
 from charter._cli_db import db
 from charter._cli_durable import approvals, explain, replay, runs_cancel, worker
 from charter._cli_kill import kill, kill_switches, unkill
+from charter._cli_privacy import break_glass, retention
 from charter._cli_report import report
 from charter._client import Client
 from charter._contract import load_contract
@@ -441,6 +442,8 @@ cli.add_command(kill)
 cli.add_command(unkill)
 cli.add_command(kill_switches)
 cli.add_command(cache)
+cli.add_command(break_glass)
+cli.add_command(retention)
 cli.add_command(report)
 cli.add_command(assess_command)
 contract.add_command(lint_command)

@@ -754,6 +754,7 @@ class RunContext(Context):
             run_id=self.run_id,
             name=name,
             value=value,
+            workflow=self.agent.contract.workflow,
             retention=self.agent.contract.retention_class,
         )
 

@@ -136,6 +136,7 @@ class ArtifactCache:
                 run_id=_SLOT,
                 name=key,
                 value=value,
+                workflow=contract.workflow,
                 retention=contract.retention_class,
             ),
             created_at=iso(now),

@@ -472,6 +472,7 @@ class Gate:
                 run_id=run.run_id,
                 name=f"{call.step}:output",
                 value=output,
+                workflow=run.agent.contract.workflow,
                 retention=run.agent.contract.retention_for(data_class),
             )
             raw = {f"{call.step}:output": sealed}

@@ -1,7 +1,8 @@
 """Data keys: where the keys that encrypt raw payloads live, and how they are destroyed.
 
-One key per tenant, retention class and UTC day (`acme/standard/2026-11-24`). Retention
-purges a day of a class by destroying its key: every copy of what it sealed, in the database,
+One key per tenant, workflow, retention class and UTC day
+(`acme/billing-refunds/standard/2026-11-24`). Retention purges a day of a class by destroying
+its key: every copy of what it sealed, in the database,
 in a backup, in a replica, becomes unreadable at once (crypto-shredding).
 
 `KeyProvider` is the interface; `LocalKeyring` keeps keys in a file beside the seal key, and
@@ -32,21 +33,22 @@ if TYPE_CHECKING:
 
 __all__ = ["KeyProvider", "LocalKeyring", "MemoryKeyring", "key_id", "key_parts"]
 
+_NAME = r"[a-z][a-z0-9_.-]{0,63}"
 _KEY_ID = re.compile(
-    r"^(?P<tenant>[a-z][a-z0-9_.-]{0,63})/(?P<cls>[a-z][a-z0-9_.-]{0,63})/(?P<day>\d{4}-\d{2}-\d{2})$"
+    rf"^(?P<tenant>{_NAME})/(?P<workflow>{_NAME})/(?P<cls>{_NAME})/(?P<day>\d{{4}}-\d{{2}}-\d{{2}})$"
 )
 _KEY_BYTES = 32
 
 
-def key_id(tenant_id: str, retention: str, day: str) -> str:
-    """The id of the key sealing `tenant_id`'s raw payloads of `retention` written on `day`."""
-    return f"{tenant_id}/{retention}/{day}"
+def key_id(tenant_id: str, workflow: str, retention: str, day: str) -> str:
+    """The key sealing a tenant's raw payloads of a workflow and class written on UTC `day`."""
+    return f"{tenant_id}/{workflow}/{retention}/{day}"
 
 
-def key_parts(kid: str) -> tuple[str, str, str] | None:
-    """(tenant, retention class, day) of a key id, or None if it is not one."""
+def key_parts(kid: str) -> tuple[str, str, str, str] | None:
+    """(tenant, workflow, retention class, day) of a key id, or None if it is not one."""
     match = _KEY_ID.match(kid)
-    return (match["tenant"], match["cls"], match["day"]) if match else None
+    return (match["tenant"], match["workflow"], match["cls"], match["day"]) if match else None
 
 
 class KeyProvider(Protocol):

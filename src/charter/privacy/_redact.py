@@ -155,6 +155,8 @@ def _random_looking(token: str) -> bool:
     """A token that reads as a generated secret: mixed case, high entropy, not made of words."""
     if _HEX.fullmatch(token):
         return False  # digests, UUIDs and hex ids are what logs are made of
+    if token.startswith(("/", "~/")):
+        return False  # a path
     if token.islower() or token.isupper():
         return False
     parts = re.split(r"[-_.]", token)
@@ -174,7 +176,7 @@ _BUILTIN = (
         re.compile(
             r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----"
             r"(?:.*?-----END[A-Z ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
-            re.DOTALL,
+            re.DOTALL | re.ASCII,
         ),
         before=60,
         after=None,
@@ -193,7 +195,8 @@ _BUILTIN = (
             r"(?:\b[Bb]earer|\bBEARER|\b(?:Basic|Token)(?=\s+[A-Za-z0-9+/]{12}))\s+"
             r"(?P<v>[A-Za-z0-9._~+/-]{8,}=*)"
             r"|\b(?:access|refresh|auth|api|session|bearer|id)?_?[Tt]oken[\"']?\s*[:=]\s*[\"']?"
-            r"(?P<t>[A-Za-z0-9._~+/-]{12,}=*)"
+            r"(?P<t>[A-Za-z0-9._~+/-]{12,}=*)",
+            re.ASCII,
         ),
         groups=("v", "t"),
         before=12,
@@ -210,9 +213,10 @@ _BUILTIN = (
             r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
             r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key ids
             r"|xox[abeprs]-[A-Za-z0-9-]{10,}"  # Slack
-            r"|AIza[0-9A-Za-z_-]{35}"  # Google
+            r"|AIza[0-9A-Za-z_-]{30,}"  # Google
             r"|chr_[A-Za-z0-9_-]{20,}"  # Charter's own credentials
-            r")"
+            r")",
+            re.ASCII,
         ),
         after=None,
     ),
@@ -232,21 +236,25 @@ _BUILTIN = (
     ),
     _Detector(
         "card",
-        _EDGE + r"(?:3[47]\d{2}[ -]?\d{6}[ -]?\d{5}|[2-6]\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d)",
+        _EDGE + r"(?:3\d{3}[ -]?\d{6}[ -]?\d{4}|[2-6]\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d)",
         re.compile(
             r"(?<![\w.,/-])(?:"
             r"3[47]\d{2}([ -]?)\d{6}\1\d{5}"  # American Express: 4-6-5
-            r"|[2-6]\d{3}([ -]?)\d{4}\2\d{4}\2\d{4}(?:\2\d{1,3})?"  # 16 to 19 in fours
+            r"|3[0689]\d{2}([ -]?)\d{6}\2\d{4}"  # Diners Club: 4-6-4
+            r"|[2-6]\d{3}([ -]?)\d{4}\3\d{4}\3\d{4}(?:\3\d{1,3})?"  # 16 to 19 in fours
             r"|[2-6]\d{12,18}"
-            r")(?![\w-]|[.,]\d)"
+            r")(?![\w/-]|[.,]\d)",
+            re.ASCII,
         ),
         _card,
+        shrink=True,
     ),
     _Detector(
         "ssn",
         _EDGE + r"\d{3}[- ]\d{2}[- ]\d{4}",
         re.compile(
-            r"(?<![\w.,/-])(?!000|666|9)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w-]|[.,]\d)"
+            r"(?<![\w.,/-])(?!000|666|9)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w-]|[.,]\d)",
+            re.ASCII,
         ),
     ),
     _Detector(
@@ -259,16 +267,22 @@ _BUILTIN = (
             r"\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){2,6}"  # international
             r"|(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[.-])[2-9]\d{2}[.-]\d{4}"  # North American
             r"|[2-9]\d{2} [2-9]\d{2} \d{4}"
-            r"|0\d{1,4}[ -]\d{3,4}[ -]?\d{3,4}"  # a national trunk prefix, as in the UK
             r")(?![\w-]|[.,]\d)"
+            # A national number (trunk prefix 0, as in the UK) reads like any other group of
+            # digits (a tracking number, an account), so only after a word that says phone.
+            r"|(?i:\b(?:tel|phone|mobile|cell|call|fax)\b)[.:]?\s{0,3}"
+            r"(?P<n>0\d{1,4}[ -]\d{3,4}[ -]?\d{3,4})(?![\w-]|[.,]\d)",
+            re.ASCII,
         ),
         _phone,
+        groups=("n",),
+        before=16,
         shrink=True,
     ),
     _Detector(
         "entropy",
-        r"[A-Za-z0-9+/_!#$%*~@^&-]{20,}",
-        re.compile(r"(?<![A-Za-z0-9+/_!#$%*~@^&-])[A-Za-z0-9+/_!#$%*~@^&-]{20,}=*"),
+        r"[A-Za-z0-9+/_!#$%*~@-]{20,}",
+        re.compile(r"(?<![A-Za-z0-9+/_!#$%*~@-])[A-Za-z0-9+/_!#$%*~@-]{20,}=*"),
         _random_looking,
         after=4,
     ),

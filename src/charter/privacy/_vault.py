@@ -4,8 +4,8 @@ The log holds redacted events. Resuming a run needs the raw values a step produc
 exact tool-call arguments, a tool's exact output), so those are sealed with AES-GCM and stored
 beside the event, in the same transaction.
 
-Each payload is sealed under the data key of its tenant, retention class and UTC day (see
-`charter.privacy._keys`), whose id leads the ciphertext: retention destroys a day's key and
+Each payload is sealed under the data key of its tenant, workflow, retention class and UTC day
+(see `charter.privacy._keys`), whose id leads the ciphertext: retention destroys a day's key and
 every payload under it is unreadable. The associated data binds each ciphertext to its key,
 run and slot, so a payload copied to another run or step does not open.
 
@@ -56,7 +56,7 @@ def sealed_key_id(data: bytes) -> str | None:
 
 
 class Vault:
-    """Seals and opens raw payloads under per-tenant, per-class, per-day data keys."""
+    """Seals and opens raw payloads under data keys per tenant, workflow, class and day."""
 
     def __init__(
         self,
@@ -87,11 +87,12 @@ class Vault:
         run_id: str,
         name: str,
         value: Any,  # noqa: ANN401 - any JSON value
-        retention: str = "standard",
+        workflow: str,
+        retention: str,
     ) -> bytes:
-        """Encrypt a JSON value for one slot (`name`) of one run, kept by `retention`."""
+        """Encrypt a JSON value for one slot (`name`) of a run, kept by a `retention` class."""
         day = self._clock().astimezone(UTC).date().isoformat()
-        kid = key_id(tenant_id, retention, day)
+        kid = key_id(tenant_id, workflow, retention, day)
         cipher = self._cipher(kid, create=True)
         assert cipher is not None  # noqa: S101 - created above
         nonce = os.urandom(_NONCE)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from charter.store._cache import CacheEntry
     from charter.store._chain import ChainReport
     from charter.store._limits import Charge, SpendRecord
+    from charter.store._privacy import EndedRun, PurgeCounts
 
 __all__ = [
     "ApprovalRecord",
@@ -324,7 +325,7 @@ class ControlEntry:
     seq: int
     ts: str
     action: str
-    """`kill`, `unkill` or `cache_clear`."""
+    """`kill`, `unkill`, `cache_clear`, `retention` or `break_glass`."""
     actor: str
     """The operator identity that did it."""
     key: str
@@ -332,6 +333,9 @@ class ControlEntry:
     reason: str
     dropped: int | None = None
     """For `cache_clear`: how many cached answers were dropped."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """What else the entry records: for `retention`, the keys destroyed and runs purged; for
+    `break_glass`, the payloads read."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -592,6 +596,32 @@ class Store(ABC):
 
         Logged as a control change by `by`, for `reason`.
         """
+
+    # --- data protection -------------------------------------------------------------------
+    @abstractmethod
+    def record_break_glass(self, run_id: str, *, by: str, reason: str, names: list[str]) -> None:
+        """Log, durably, that operator `by` is about to read `run_id`'s raw payloads, and why."""
+
+    @abstractmethod
+    def keys_held_open(self) -> dict[str, list[str]]:
+        """Data key ids sealing payloads of runs that have not ended, with those runs."""
+
+    @abstractmethod
+    def ended_runs(self, *, before: str) -> list[EndedRun]:
+        """Runs that ended at or before `before` and still hold something retention purges."""
+
+    @abstractmethod
+    def purge(
+        self,
+        *,
+        by: str,
+        reason: str,
+        keys: Sequence[str],
+        legacy_runs: Sequence[str],
+        redacted_runs: Sequence[str],
+        cache_expired_before: str,
+    ) -> PurgeCounts:
+        """Purge what retention found due, in one transaction that logs it first."""
 
     @abstractmethod
     def control_version(self) -> int:

@@ -201,10 +201,7 @@ class ControlSql:
         """Every kill and unkill, oldest first: who, what, when and why."""
         with self._reading() as db:
             rows = db.execute("SELECT * FROM control_log ORDER BY seq").fetchall()
-        return [
-            ControlEntry(seq=r["seq"], ts=r["ts"], action=r["action"], **json.loads(r["payload"]))
-            for r in rows
-        ]
+        return [_entry(r["seq"], r["ts"], r["action"], json.loads(r["payload"])) for r in rows]
 
     def verify_control_log(self) -> ChainReport:
         """Check the control log's chain and seal, as `verify` does for a run."""
@@ -271,3 +268,13 @@ def _identity_from_row(row: Row) -> IdentityRecord:
         revoked_at=row["revoked_at"],
         environment=row["environment"] or "dev",
     )
+
+
+_ENTRY_FIELDS = frozenset({"actor", "key", "reason", "dropped"})
+
+
+def _entry(seq: int, ts: str, action: str, payload: dict[str, Any]) -> ControlEntry:
+    """A control log row as an entry: its common fields, and the rest as detail."""
+    common = {k: v for k, v in payload.items() if k in _ENTRY_FIELDS}
+    extra = {k: v for k, v in payload.items() if k not in _ENTRY_FIELDS}
+    return ControlEntry(seq=seq, ts=ts, action=action, **common, detail=extra)

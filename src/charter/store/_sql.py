@@ -60,6 +60,7 @@ from charter.store._chain import (
 from charter.store._controls import ControlSql
 from charter.store._lease import lease_is_dead
 from charter.store._limits import apply_charges
+from charter.store._privacy import PrivacySql
 from charter.store._votes import check_vote, request_status
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class SchemaState:
         return self.current > self.found
 
 
-class SqlStore(ControlSql, CacheSql, Store):
+class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
     """A `Store` on a SQL database; subclasses bind it to a driver.
 
     One connection per store, guarded by a lock: a store is shared by the threads of one
