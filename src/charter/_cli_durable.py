@@ -217,11 +217,18 @@ def worker(
     poll_s: float,
     as_json: bool,
 ) -> None:
-    """Claim runnable runs, resume them until they rest, and release them. Ctrl-C stops."""
+    """Claim runnable runs, resume them until they rest, and release them. Ctrl-C stops.
+
+    Logs go to stderr as JSON lines with run and trace ids (`CHARTER_LOG_FORMAT=text` for
+    plain lines, `CHARTER_LOG_LEVEL` for the level); traces and metrics go where the OTEL_*
+    environment variables say.
+    """
+    from charter._logging import configure_logging  # noqa: PLC0415
     from charter._plane import ControlPlane  # noqa: PLC0415
     from charter.engine import Worker  # noqa: PLC0415
 
     config = config_of(ctx)
+    configure_logging(os.environ)
 
     def show(result: RunResult) -> None:
         if as_json:

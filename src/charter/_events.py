@@ -89,6 +89,11 @@ class RunStarted(_Event):
     task_hash: str
     initiator: str = ""
     """Who started the run (a person or system); they may not approve its actions."""
+    trace_id: str = ""
+    """The run's OpenTelemetry trace (hex), every stretch of its work in it; empty when
+    nothing recorded traces."""
+    span_id: str = ""
+    """The run's root span (hex), the parent of each stretch of work."""
 
 
 class ToolCallSpec(BaseModel):
@@ -258,6 +263,8 @@ class RunResumed(_Event):
     reason: str
     replayed_steps: int
     """Steps answered from the log before new work began."""
+    span_id: str = ""
+    """This stretch of work's span in the run's trace (hex); empty when not traced."""
 
 
 class ToolCompleted(_Event):

@@ -9,6 +9,7 @@ work, until the workflow returns (the run ends) or waits (the run suspends and h
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from charter._events import (
     RunStarted,
     RunSuspended,
 )
+from charter._telemetry import Telemetry, default_telemetry
 from charter._time import iso, utcnow
 from charter.engine import (
     CollectorPause,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from charter._decision import Decision
     from charter.store import ApprovalRecord, RunRecord, Store
 
+_log = logging.getLogger("charter.runs")
+
 __all__ = ["ControlPlane", "RunResult"]
 
 
@@ -60,6 +64,7 @@ class ControlPlane:
         clock: Callable[[], datetime] = utcnow,
         executor: Executor | None = None,
         vault: Vault | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """Create the plane and its gate.
 
@@ -68,11 +73,17 @@ class ControlPlane:
             clock: The time source for policies, timers and approval expiry.
             executor: Runs tool code (threads, timeouts, retries).
             vault: Encrypts raw payloads; by default under the store's keyring.
+            telemetry: Where traces and metrics go; by default as the OTEL_* environment
+                variables say (`Telemetry.from_env`), else the process's global providers.
         """
         self.store = store
         self.clock = clock
         self.vault = vault or Vault.for_store(store, clock=clock)
-        self.gate = Gate(store, clock=clock, executor=executor, vault=self.vault)
+        self.telemetry = telemetry or default_telemetry()
+        self.telemetry.watch_approvals(lambda: len(store.list_approvals(status="pending")))
+        self.gate = Gate(
+            store, clock=clock, executor=executor, vault=self.vault, telemetry=self.telemetry
+        )
 
     def close(self) -> None:
         """Release the gate's tool threads."""
@@ -112,6 +123,9 @@ class ControlPlane:
         contract = agent.contract
         run_id = "run_" + secrets.token_hex(8)
         text = task if isinstance(task, str) else repr(task)
+        trace_id, span_id = self.telemetry.run_started(
+            run_id=run_id, agent=contract.agent, workflow=contract.workflow, tenant_id=tenant_id
+        )
         started = RunStarted(
             agent=contract.agent,
             workflow=contract.workflow,
@@ -128,6 +142,8 @@ class ControlPlane:
             task=contract.redactor.text(text),
             task_hash=hashlib.sha256(text.encode()).hexdigest(),
             initiator=initiator,
+            trace_id=trace_id,
+            span_id=span_id,
         )
         sealed = self.vault.seal(
             tenant_id=tenant_id,
@@ -203,23 +219,65 @@ class ControlPlane:
         worker: str,
         pause: CollectorPause,
     ) -> RunResult:
+        record = loaded.record
+        with self.telemetry.segment(
+            run_id=record.run_id,
+            agent=record.agent,
+            workflow=record.workflow,
+            tenant_id=record.tenant_id,
+            trace_id=loaded.trace[0],
+            span_id=loaded.trace[1],
+            reason="started" if record.event_count == 1 else "resumed",
+        ) as span:
+            for wait in loaded.waits:
+                self.telemetry.approval_waited(
+                    tier=wait.tier,
+                    request_id=wait.request_id,
+                    status=wait.status,
+                    approvers=wait.approvers,
+                    requested_at=wait.requested_at,
+                    decided_at=wait.decided_at,
+                )
+            context = span.get_span_context()
+            ctx = RunContext(
+                state=state,
+                history=loaded.history,
+                raw=loaded.raw,
+                store=self.store,
+                gate=self.gate,
+                vault=self.vault,
+                clock=self.clock,
+                worker=worker,
+                on_new_work=pause.end,
+                span_id=f"{context.span_id:016x}" if context.is_valid else "",
+            )
+            result = self._work(loaded, ctx, workflow)
+            span.set_attribute("charter.status", result.status)
+            if result.status == "failed":
+                self.telemetry.failed(span, result.reason)
+            _log.info(
+                "run %s %s (%s)",
+                result.run_id,
+                result.status,
+                result.outcome,
+                extra={
+                    "run_id": result.run_id,
+                    "worker": worker,
+                    "status": result.status,
+                    "outcome": result.outcome,
+                    "waiting_on": result.waiting_on or None,
+                },
+            )
+            return result
+
+    def _work(self, loaded: LoadedRun, ctx: RunContext, workflow: Workflow) -> RunResult:
+        """Run the workflow on `ctx` until it ends or waits; record how it stopped."""
         run_id = loaded.record.run_id
-        ctx = RunContext(
-            state=state,
-            history=loaded.history,
-            raw=loaded.raw,
-            store=self.store,
-            gate=self.gate,
-            vault=self.vault,
-            clock=self.clock,
-            worker=worker,
-            on_new_work=pause.end,
-        )
         redactor = workflow.agent.contract.redactor
         try:
             # Inside: an input that does not open fails this run on record, not the worker.
             task = loaded.task(self.vault)
-            state.task = redactor.text(task if isinstance(task, str) else repr(task))
+            ctx.state.task = redactor.text(task if isinstance(task, str) else repr(task))
             finish = _outcome(workflow.fn(ctx, task))
         except Suspend as wait:
             return self._suspend(ctx, wait)

@@ -186,10 +186,12 @@ class RunContext(Context):
         clock: Callable[[], datetime],
         worker: str,
         on_new_work: Callable[[], None] | None = None,
+        span_id: str = "",
     ) -> None:
         """Bind the context to one resumption of one run.
 
-        `on_new_work` is called once replay is over, before the first new step.
+        `on_new_work` is called once replay is over, before the first new step. `span_id` is
+        this resumption's span in the run's trace, recorded with its `run.resumed`.
         """
         self._state = state
         self._history = history
@@ -200,6 +202,7 @@ class RunContext(Context):
         self._clock = clock
         self._worker = worker
         self._on_new_work = on_new_work
+        self._span_id = span_id
         self._step = 0
         self._began = time.perf_counter()
         self._resumed = False
@@ -365,6 +368,16 @@ class RunContext(Context):
             route=route,
             cached=cached_from is not None,
             cached_from=cached_from,
+        )
+        self._gate.telemetry.model_call(
+            model=model,
+            step=step,
+            input_tokens=event.prompt_tokens,
+            output_tokens=event.completion_tokens,
+            cost_usd=event.cost_usd,
+            latency_ms=latency_ms,
+            cached=event.cached,
+            workflow=self.agent.contract.workflow,
         )
         slot = f"{step}:response"
         settle: list[Charge] = (
@@ -657,6 +670,7 @@ class RunContext(Context):
                 worker=self._worker,
                 reason="started" if self._step == 1 else f"resumed at step {self._step}",
                 replayed_steps=self.replayed,
+                span_id=self._span_id,
             )
             self._state.defer([resumed])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter._decision import Allowed, Decision, Denied, Failed, Proposed
@@ -15,6 +16,7 @@ from charter._events import (
     CheckRecorded,
     GateDecided,
     ModelResponded,
+    RunResumed,
     RunStarted,
     RunSuspended,
     TimerStarted,
@@ -201,17 +203,24 @@ class LoadedRun:
     last: Event
     """The log's latest event."""
     raw: dict[str, bytes]
+    trace: tuple[str, str] = ("", "")
+    """The run's trace id and root span id, as its first event recorded them."""
+    waits: list[ApprovalWait] = field(default_factory=list)
+    """Approvals decided since the run last ran: what it waited for, and how long."""
 
     @classmethod
     def load(cls, store: Store, run_id: str) -> LoadedRun:
         """Read a run; raises NotFoundError."""
         record = store.get_run(run_id)
         events = store.events(run_id)
+        first = events[0].event
         return cls(
             record=record,
             history=History.from_events(events),
             last=events[-1].event,
             raw=store.raw_payloads(run_id),
+            trace=(first.trace_id, first.span_id) if isinstance(first, RunStarted) else ("", ""),
+            waits=_waits(events),
         )
 
     def state(self, agent: Agent) -> RunState:
@@ -263,3 +272,56 @@ class CollectorPause:
     def __exit__(self, *exc: object) -> None:
         """End the pause."""
         self.end()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalWait:
+    """One approval a run waited for: the request, how it ended, who decided, and when."""
+
+    request_id: str
+    tier: str
+    status: str
+    approvers: list[str]
+    requested_at: datetime
+    decided_at: datetime
+
+
+def _waits(events: Sequence[StoredEvent]) -> list[ApprovalWait]:
+    """The approvals that ended since the run's last resume (those this resume follows)."""
+    requested: dict[str, tuple[str, str]] = {}
+    voters: dict[str, list[str]] = {}
+    ended: list[ApprovalWait] = []
+    for stored in events:
+        event = stored.event
+        match event:
+            case RunResumed():
+                ended.clear()  # waits before an earlier resume were reported by it
+            case ApprovalRequested():
+                requested[event.request_id] = (stored.ts, event.tier)
+            case ApprovalDecided():
+                voters.setdefault(event.request_id, []).append(event.approver)
+                if event.status != "pending" and event.request_id in requested:
+                    ended.append(_wait(requested, voters, event.request_id, event.status, stored))
+            case ApprovalExpired() if event.request_id in requested:
+                ended.append(_wait(requested, voters, event.request_id, "expired", stored))
+            case _:
+                pass
+    return ended
+
+
+def _wait(
+    requested: dict[str, tuple[str, str]],
+    voters: dict[str, list[str]],
+    request_id: str,
+    status: str,
+    stored: StoredEvent,
+) -> ApprovalWait:
+    at, tier = requested[request_id]
+    return ApprovalWait(
+        request_id=request_id,
+        tier=tier,
+        status=status,
+        approvers=voters.get(request_id, []),
+        requested_at=datetime.fromisoformat(at),
+        decided_at=datetime.fromisoformat(stored.ts),
+    )

@@ -132,12 +132,12 @@ class Worker:
             )
         except LeaseLost as lost:
             # Our lease ran out and another worker holds the run: it carries the run on.
-            _log.warning("%s: %s", lease.run_id, lost.message)
+            _log.warning("%s: %s", lease.run_id, lost.message, extra={"run_id": lease.run_id})
             self.stats.lost += 1
             return self._as_found(lease.run_id, f"lease lost: {lost.message}")
         except CharterError as exc:
             # One run the store cannot serve must not stop the worker for every other run.
-            _log.exception("%s: could not resume", lease.run_id)
+            _log.exception("%s: could not resume", lease.run_id, extra={"run_id": lease.run_id})
             self.stats.errors += 1
             return self._as_found(lease.run_id, f"{exc.code}: {exc.message}")
         finally:

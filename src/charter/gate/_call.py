@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from charter._contract import ToolGrant
     from charter._decision import CheckResult
     from charter._events import Event, ToolCallSpec
+    from charter._telemetry import ToolSpan
     from charter._tools import Facts, Tool
     from charter.exceptions import LimitReached
     from charter.gate._cache import CachedAnswer
@@ -128,6 +129,8 @@ class Call:
     """For a call of a cached read tool: the key its result is cached under."""
     cached: CachedAnswer | None = None
     """The cached result that answers this call instead of the tool, if one is live."""
+    span: ToolSpan | None = None
+    """The step's trace span, which the gate reports its decision and result into."""
 
     def context(self, *, attempt: int = 1) -> ToolContext:
         """What the tool's `run`, `facts` and `preview` are told about this call."""

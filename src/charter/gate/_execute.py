@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -16,6 +17,7 @@ from charter.exceptions import ToolError, ToolOutputInvalid, ToolTimeoutError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from charter._telemetry import Telemetry
     from charter.gate._call import Call
 
 __all__ = ["Execution", "Executor"]
@@ -54,6 +56,8 @@ class Executor:
         self._models = ThreadPoolExecutor(max_workers=4, thread_name_prefix="charter-model")
         self._sleep = sleep
         self._backoff_s = backoff_s
+        self.telemetry: Telemetry | None = None
+        """Where retried attempts are traced; the gate sets it."""
 
     def close(self) -> None:
         """Stop accepting work."""
@@ -81,18 +85,14 @@ class Executor:
         started = time.perf_counter()
         errors: list[str] = []
         for attempt in range(1, tool.max_attempts + 1):
-            future = self._pool.submit(tool.run, call.args, call.context(attempt=attempt))
-            try:
-                raw = future.result(timeout=timeout)
-            except FutureTimeout:
-                # A call still queued must never start after being recorded as timed out.
-                future.cancel()
-                error: ToolError = ToolTimeoutError(f"{tool.name} did not answer in {timeout}s")
-            except ToolError as exc:
-                error = exc
-            except Exception as exc:  # noqa: BLE001 - tool bugs become typed permanent failures
-                error = ToolError(f"{type(exc).__name__}: {exc}")
-            else:
+            retrying = (
+                self.telemetry.retry(tool=tool.name, attempt=attempt)
+                if attempt > 1 and self.telemetry is not None
+                else contextlib.nullcontext()
+            )
+            with retrying:
+                raw, error = self._attempt(call, attempt, timeout)
+            if error is None:
                 latency = (time.perf_counter() - started) * 1000
                 return Execution(
                     check=CheckResult.passed(
@@ -124,6 +124,22 @@ class Executor:
             self._sleep(self._backoff_s * 2 ** (attempt - 1))
         msg = "unreachable: the loop returns on the last attempt"
         raise AssertionError(msg)
+
+    def _attempt(self, call: Call, attempt: int, timeout: float) -> tuple[Any, ToolError | None]:
+        """One attempt: the tool's answer, or the error it ended in."""
+        tool = call.tool
+        assert tool is not None  # noqa: S101
+        future = self._pool.submit(tool.run, call.args, call.context(attempt=attempt))
+        try:
+            return future.result(timeout=timeout), None
+        except FutureTimeout:
+            # A call still queued must never start after being recorded as timed out.
+            future.cancel()
+            return None, ToolTimeoutError(f"{tool.name} did not answer in {timeout}s")
+        except ToolError as exc:
+            return None, exc
+        except Exception as exc:  # noqa: BLE001 - tool bugs become typed permanent failures
+            return None, ToolError(f"{type(exc).__name__}: {exc}")
 
 
 def validate_output(call: Call, raw: object) -> tuple[CheckResult, dict[str, Any] | None]:

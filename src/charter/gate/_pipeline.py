@@ -33,6 +33,7 @@ from charter._events import (
     ToolCompleted,
     ToolProposed,
 )
+from charter._telemetry import Telemetry
 from charter._time import iso
 from charter.exceptions import BudgetExceeded, ControlChanged, RateLimited
 from charter.gate._access import check_grant, check_kill_switch, check_principal
@@ -49,7 +50,10 @@ from charter.privacy import Redactor, Vault
 from charter.store import Reserve, Settle, micros, usd
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from charter._events import ToolCallSpec
+    from charter._telemetry import ToolSpan
     from charter.exceptions import LimitReached, ToolError
     from charter.models import ModelResponse
     from charter.store import Charge, Store
@@ -75,15 +79,19 @@ class Gate:
         executor: Executor | None = None,
         vault: Vault | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """Build the pipeline. `clock` feeds the policy's time-window context."""
         self._store = store
         self._clock = clock
         self._vault = vault or Vault.for_store(store, clock=clock)
+        self.telemetry = telemetry or Telemetry()
+        """Where steps' spans and metrics go."""
         self.controls = Controls(store)
         """Kill switches, identities and cancellations, refreshed per call."""
         self.executor = executor or Executor()
         """Runs tool calls (and model calls) on threads, so their timeouts can be enforced."""
+        self.executor.telemetry = self.telemetry
         self.cache = ArtifactCache(store, self._vault, clock)
         """Answers of the contract's cached read tools and model steps."""
         self.stages: list[Stage] = [
@@ -134,52 +142,76 @@ class Gate:
         a step judged again after a crash or an approval presents the same key downstream.
         """
         key = idempotency_key(run.run_id, step)
-        hit: LimitReached | None = None
-        known: int | None = None
-        verified: ModelResponse | None = None
-        waited = 0.0
-        while True:
-            call = Call(
-                run=run,
-                step=step,
-                spec=spec,
-                idempotency_key=key,
-                limit_hit=hit,
-                control_version=known,
-                verification=verified,
-            )
-            # Judged again after a refused charge, the call keeps the verifier's answer: the
-            # verifier is asked (and paid) once per judgement that can be recorded.
-            verified = None
-            try:
-                return self._judge(call)
-            except RateLimited as exc:
-                verified = call.verification
-                rule = rate_rule(run.agent.contract, spec.tool)
-                if (
-                    rule is not None
-                    and rule.on_limit == "wait"
-                    and (waited + exc.retry_after_s <= rule.max_wait)
-                ):
-                    self.sleep(exc.retry_after_s)
-                    waited += exc.retry_after_s
-                    continue
-                hit = exc
-            except BudgetExceeded as exc:
-                verified, hit = call.verification, exc
-            except ControlChanged as exc:
-                # A kill switch or revocation landed since this node last heard: judge again,
-                # from the start (the verifier included).
-                self.controls.refresh(exc.version)
-                known = exc.version
+        with self._step_span(run, spec.tool, step, key) as span:
+            hit: LimitReached | None = None
+            known: int | None = None
+            verified: ModelResponse | None = None
+            waited = 0.0
+            while True:
+                call = Call(
+                    run=run,
+                    step=step,
+                    spec=spec,
+                    idempotency_key=key,
+                    limit_hit=hit,
+                    control_version=known,
+                    verification=verified,
+                    span=span,
+                )
+                # Judged again after a refused charge, the call keeps the verifier's answer: the
+                # verifier is asked (and paid) once per judgement that can be recorded.
+                verified = None
+                try:
+                    return self._judge(call)
+                except RateLimited as exc:
+                    verified = call.verification
+                    rule = rate_rule(run.agent.contract, spec.tool)
+                    if (
+                        rule is not None
+                        and rule.on_limit == "wait"
+                        and (waited + exc.retry_after_s <= rule.max_wait)
+                    ):
+                        self.sleep(exc.retry_after_s)
+                        waited += exc.retry_after_s
+                        continue
+                    hit = exc
+                except BudgetExceeded as exc:
+                    verified, hit = call.verification, exc
+                except ControlChanged as exc:
+                    # A kill switch or revocation landed since this node last heard: judge again,
+                    # from the start (the verifier included).
+                    self.controls.refresh(exc.version)
+                    known = exc.version
+
+    def _step_span(
+        self, run: RunState, tool: str, step: int, key: str
+    ) -> AbstractContextManager[ToolSpan]:
+        grant = run.agent.contract.tools.get(tool)
+        return self.telemetry.tool_step(
+            tool=tool,
+            effect=grant.effect.value if grant is not None else "ungranted",
+            step=step,
+            idempotency_key=key,
+            workflow=run.agent.contract.workflow,
+        )
 
     def _judge(self, call: Call) -> Decision:
         """Decide, record and (if allowed) execute one call; raises `LimitReached` unwritten."""
         step, spec, key = call.step, call.spec, call.idempotency_key
         redactor = call.run.agent.contract.redactor
         self._look_up(call)
+        deciding = time.time_ns()
         checks, timings = self.decide(call)
         final = checks[-1]
+        if call.span is not None:
+            call.span.decided(
+                decision=_DECISIONS[final.outcome],
+                check=None if final.outcome == "pass" else final.check,
+                policy_ids=call.policy.policy_ids if call.policy else (),
+                tier=final.tier,
+                started_ns=deciding,
+                ended_ns=time.time_ns(),
+            )
         tool = spec.tool
         proposed = ToolProposed(
             step=step,
@@ -310,15 +342,15 @@ class Gate:
         decision stands as recorded; the call is executed again with the same idempotency key,
         and the downstream system answers with the effect it already made, or makes it now.
         """
-        call = Call(
-            run=run, step=step, spec=spec, idempotency_key=idempotency_key(run.run_id, step)
-        )
-        call.tool = run.agent.tools[spec.tool]
-        call.args = call.tool.input_model.model_validate(spec.arguments)
-        # A cached read was decided as one: answer it from the cache again if the entry lives
-        # (if not, the read runs, which a read may).
-        self._look_up(call)
-        return self._execute(call, policy_ids)
+        key = idempotency_key(run.run_id, step)
+        with self._step_span(run, spec.tool, step, key) as span:
+            call = Call(run=run, step=step, spec=spec, idempotency_key=key, span=span)
+            call.tool = run.agent.tools[spec.tool]
+            call.args = call.tool.input_model.model_validate(spec.arguments)
+            # A cached read was decided as one: answer it from the cache again if the entry
+            # lives (if not, the read runs, which a read may).
+            self._look_up(call)
+            return self._execute(call, policy_ids)
 
     def _hold(
         self,
@@ -462,6 +494,15 @@ class Gate:
             cached=call.cached is not None,
             cached_from=call.cached.source if call.cached is not None else None,
         )
+        if call.span is not None:
+            call.span.completed(
+                status=completed.status,
+                latency_ms=completed.latency_ms,
+                attempts=execution.attempts,
+                cost_usd=cost,
+                cached=completed.cached,
+                error_code=completed.error_code,
+            )
         if call.cache_key is not None and call.cached is None and output is not None and not failed:
             self._keep(call, output)
         raw = None
@@ -495,6 +536,10 @@ class Gate:
             )
         assert output is not None  # noqa: S101
         return Allowed(step=call.step, tool=tool.name, output=output, policy_ids=tuple(policy_ids))
+
+
+_DECISIONS = {"pass": "allowed", "deny": "denied", "hold": "needs_approval", "propose": "proposed"}
+"""A final stage outcome as the decision it makes."""
 
 
 def _recorded(checks: list[CheckResult], timings: list[int], redactor: Redactor) -> list[Check]:
