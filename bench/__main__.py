@@ -1,7 +1,7 @@
 """One entry point for every benchmark: `python -m bench all [--write]`, or one by name.
 
-    python -m bench all        # gate, limits, durable, explain, compare, scale, in that order
-    python -m bench compare    # one of them: gate, limits, durable, explain, compare, scale, chaos
+    python -m bench all        # gate, limits, privacy, durable, explain, compare, scale, in order
+    python -m bench compare    # one of them by name (also: chaos)
 
 `--write` rewrites each benchmark's results section of BENCHMARKS.md. `make bench` installs
 the peers into their own environment (.venv-bench, extra `[bench]`) and runs `all --write`.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITE = ("gate", "limits", "durable", "explain", "compare", "scale")
+SUITE = ("gate", "limits", "privacy", "durable", "explain", "compare", "scale")
 KNOWN = (*SUITE, "chaos")
 
 

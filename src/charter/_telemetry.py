@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -58,11 +59,12 @@ _OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 class ToolSpan:
     """One tool step's span, and what the gate reports into it as the step goes."""
 
-    def __init__(self, telemetry: Telemetry, span: Span, attributes: dict[str, Any]) -> None:
-        """Wrap `span`; `attributes` are the step's own, repeated on its metrics."""
+    def __init__(self, telemetry: Telemetry, span: Span, tool: str, workflow: str) -> None:
+        """Wrap `span`, the step of `tool` in a run of `workflow` (labels of its metrics)."""
         self._telemetry = telemetry
         self.span = span
-        self._attributes = attributes
+        self._tool = tool
+        self._workflow = workflow
 
     def decided(
         self,
@@ -97,7 +99,7 @@ class ToolSpan:
             {
                 "charter.decision": decision,
                 "charter.check": check or "none",
-                "gen_ai.tool.name": self._attributes["gen_ai.tool.name"],
+                "gen_ai.tool.name": self._tool,
             },
         )
 
@@ -118,18 +120,19 @@ class ToolSpan:
                 "charter.latency_ms": latency_ms,
                 "charter.attempts": attempts,
                 "charter.cost_usd": cost_usd,
-                "charter.cached": cached,
             }
         )
+        if cached:
+            self.span.set_attribute("charter.cached", value=True)
         if error_code is not None:
             self.span.set_attribute("error.type", error_code)
             self.span.set_status(Status(StatusCode.ERROR, error_code))
         labels = {
-            "gen_ai.tool.name": self._attributes["gen_ai.tool.name"],
+            "gen_ai.tool.name": self._tool,
             "charter.status": status,
         }
         self._telemetry.tool_duration.record(latency_ms / 1000, labels)
-        self._telemetry.add_cost(cost_usd, "tool", self._attributes["charter.workflow"])
+        self._telemetry.add_cost(cost_usd, "tool", self._workflow)
 
 
 class Telemetry:
@@ -163,9 +166,6 @@ class Telemetry:
         )
         self.tokens = meter.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Tokens per model call"
-        )
-        self.model_duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", description="Model call time"
         )
         self.approval_wait = meter.create_histogram(
             "charter.approval.wait", unit="s", description="Time from approval request to decision"
@@ -225,11 +225,18 @@ class Telemetry:
         yield Observation(count)
 
     def flush(self) -> None:
-        """Export what the providers Charter built hold (a worker calls it when it stops)."""
+        """Export now what the providers hold."""
         for provider in (self.tracer_provider, self.meter_provider):
             force = getattr(provider, "force_flush", None)
             if force is not None:
                 force()
+
+    def shutdown(self) -> None:
+        """Export what the providers hold and stop their exporters (at exit, they do so)."""
+        for provider in (self.tracer_provider, self.meter_provider):
+            stop = getattr(provider, "shutdown", None)
+            if stop is not None:
+                stop()
 
     # --- spans -----------------------------------------------------------------------------------
     def run_started(
@@ -237,7 +244,8 @@ class Telemetry:
     ) -> tuple[str, str]:
         """The run's root span: started and ended now; returns its (trace id, span id) in hex.
 
-        Both are empty when nothing records traces.
+        Both are empty when nothing records traces, or the sampler left this run out: its
+        segments then begin traces of their own, which the same sampler judges again.
         """
         span = self.tracer.start_span(
             f"invoke_agent {agent}",
@@ -252,7 +260,7 @@ class Telemetry:
         )
         span.end()
         context = span.get_span_context()
-        if not context.is_valid:
+        if not context.is_valid or not context.trace_flags.sampled:
             return "", ""
         return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
@@ -318,18 +326,19 @@ class Telemetry:
             "gen_ai.usage.output_tokens": output_tokens,
             "charter.step": step,
             "charter.cost_usd": cost_usd,
-            "charter.cached": cached,
-            "charter.purpose": purpose,
         }
+        if cached:
+            attributes["charter.cached"] = True
+        if purpose != "act":
+            attributes["charter.purpose"] = purpose
         span = self.tracer.start_span(
             f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=start
         )
         span.end(end_time=end)
-        labels = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
         if not cached:
+            labels = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
             self.tokens.record(input_tokens, {**labels, "gen_ai.token.type": "input"})
             self.tokens.record(output_tokens, {**labels, "gen_ai.token.type": "output"})
-            self.model_duration.record(latency_ms / 1000, labels)
         self.add_cost(cost_usd, "model", workflow)
 
     @contextlib.contextmanager
@@ -345,7 +354,6 @@ class Telemetry:
             "charter.effect": effect,
             "charter.step": step,
             "charter.idempotency_key": idempotency_key,
-            "charter.workflow": workflow,
         }
         with self.tracer.start_as_current_span(
             f"execute_tool {tool}",
@@ -354,7 +362,7 @@ class Telemetry:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            yield ToolSpan(self, span, attributes)
+            yield ToolSpan(self, span, tool, workflow)
 
     @contextlib.contextmanager
     def retry(self, *, tool: str, attempt: int) -> Iterator[None]:
@@ -478,7 +486,7 @@ def _tracer_provider(environ: Mapping[str, str], names: list[str]) -> TracerProv
     for name in names:
         exporter: SpanExporter
         if name == "console":
-            exporter = ConsoleSpanExporter()
+            exporter = ConsoleSpanExporter(out=sys.stdout)
         elif _protocol(environ, "TRACES") == "grpc":
             try:
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
@@ -510,7 +518,7 @@ def _meter_provider(environ: Mapping[str, str], names: list[str]) -> MeterProvid
     for name in names:
         exporter: MetricExporter
         if name == "console":
-            exporter = ConsoleMetricExporter()
+            exporter = ConsoleMetricExporter(out=sys.stdout)
         elif _protocol(environ, "METRICS") == "grpc":
             try:
                 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415

@@ -12,6 +12,8 @@ their marker is their name.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import re
 import string
@@ -175,8 +177,8 @@ _BUILTIN = (
         r"PRIVATE KEY-----",
         re.compile(
             r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----"
-            r"(?:.*?-----END[A-Z ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
-            re.DOTALL | re.ASCII,
+            r"(?:[^\x00]*?-----END[A-Z ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
+            re.ASCII,
         ),
         before=60,
         after=None,
@@ -378,29 +380,70 @@ class Redactor:
                 head = len(data[:start].decode(errors="ignore"))
                 yield head, head + len(data[start:end].decode(errors="ignore"))
 
+    def value(self, value: Any) -> Any:  # noqa: ANN401 - any JSON value in, the same shape out
+        """Redact every string inside a JSON-like value (keys included), keeping its shape.
+
+        A value with nothing to redact comes back as it is.
+        """
+        if isinstance(value, str):
+            return self.text(value)
+        texts: list[str] = []
+        _collect(value, texts)
+        if not texts:
+            return value
+        # One search over every string at once, joined by NULs, which no detector reads
+        # across: a value's findings are the joined text's, cut back to their strings.
+        findings = self.find("\x00".join(texts))
+        if not findings:
+            return value
+        starts = list(itertools.accumulate((len(t) + 1 for t in texts), initial=0))
+        per_text: dict[int, list[Finding]] = {}
+        for f in findings:
+            i = bisect.bisect_right(starts, f.start) - 1
+            base = starts[i]
+            end = min(f.end, base + len(texts[i]))
+            per_text.setdefault(i, []).append(Finding(f.detector, f.start - base, end - base))
+        return _rebuild(value, {texts[i]: _marked(texts[i], fs) for i, fs in per_text.items()})
+
     def text(self, text: str) -> str:
         """`text` with every sensitive value replaced by its detector's marker."""
         findings = self.find(text)
-        if not findings:
-            return text
-        parts: list[str] = []
-        at = 0
-        for f in findings:
-            parts.append(text[at : f.start])
-            parts.append(f"[{f.detector}]")
-            at = f.end
-        parts.append(text[at:])
-        return "".join(parts)
+        return _marked(text, findings) if findings else text
 
-    def value(self, value: Any) -> Any:  # noqa: ANN401 - any JSON value in, the same shape out
-        """Redact every string inside a JSON-like value (keys included), keeping its shape."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.text(str(k)): self.value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
-        return value
+
+def _marked(text: str, findings: list[Finding]) -> str:
+    """`text` with each finding (in order, not overlapping) replaced by its marker."""
+    parts: list[str] = []
+    at = 0
+    for f in findings:
+        parts.append(text[at : f.start])
+        parts.append(f"[{f.detector}]")
+        at = f.end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
+def _collect(value: Any, into: list[str]) -> None:  # noqa: ANN401
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            into.append(str(key))
+            _collect(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect(item, into)
+
+
+def _rebuild(value: Any, redacted: dict[str, str]) -> Any:  # noqa: ANN401
+    """`value` with each string in `redacted` replaced; lists and tuples come back as lists."""
+    if isinstance(value, str):
+        return redacted.get(value, value)
+    if isinstance(value, dict):
+        return {redacted.get(str(k), str(k)): _rebuild(v, redacted) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rebuild(v, redacted) for v in value]
+    return value
 
 
 _DEFAULT = Redactor()
