@@ -103,7 +103,7 @@ def re_only(texts: Sequence[str]) -> None:
                 pass
 
 
-def strings(value: Any) -> list[str]:  # noqa: ANN401
+def strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
@@ -162,7 +162,9 @@ def measure() -> dict[str, float]:
         texts = strings(payload)
         results[f"{label}_re_only_us"] = median_us(lambda t=texts: re_only(t))
         results[f"{label}_json_us"] = median_us(lambda p=payload: json.dumps(p))
-        assert (json.dumps(redactor.value(payload)) != json.dumps(payload)) == sensitive
+        if (json.dumps(redactor.value(payload)) != json.dumps(payload)) != sensitive:
+            msg = f"the {label} payload was redacted wrongly"
+            raise AssertionError(msg)
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Dropping(), max_queue_size=100_000))
     sdk = Telemetry(
@@ -185,13 +187,17 @@ def report(r: dict[str, float]) -> list[str]:
     return [
         "## Redaction and tracing per step",
         "",
-        f"Reproduce: {COMMAND}. Medians of {REPETITIONS} repetitions, one process, nothing "
-        "else running.",
+        (
+            f"Reproduce: {COMMAND}. Medians of {REPETITIONS} repetitions, one process, "
+            "nothing else running."
+        ),
         "",
         *machine(),
         "",
-        "| Redaction of a tool output | size | redaction | per KB | re only, no RE2 pass "
-        "| json.dumps |",
+        (
+            "| Redaction of a tool output | size | redaction | per KB | re only, no RE2 pass "
+            "| json.dumps |"
+        ),
         "|---|---:|---:|---:|---:|---:|",
         *(
             f"| {k} | {r[f'{k}_kb']:.2f} KB | {r[f'{k}_redact_us']:.1f} µs | "
