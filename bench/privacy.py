@@ -211,8 +211,10 @@ def report(r: dict[str, float]) -> list[str]:
         f"| OpenTelemetry SDK, batch processor, spans and metrics | {r['trace_sdk_us']:.1f} µs |",
         f"| no-op providers (nothing configured) | {r['trace_noop_us']:.1f} µs |",
         "",
-        f"**A step: {step_us:.1f} µs** (two sensitive payloads redacted and the step traced "
-        f"with the SDK); goal ≤ {GOAL_US:.0f} µs: {verdict}.",
+        (
+            f"**A step: {step_us:.1f} µs** (two sensitive payloads redacted and the step "
+            f"traced with the SDK); goal ≤ {GOAL_US:.0f} µs: {verdict}."
+        ),
     ]
 
 
