@@ -43,7 +43,7 @@ IN_PROMPTS = (
     f"{PRIVATE_KEY}\n-----END PRIVATE KEY-----"
 )
 IN_TOOL_INPUTS = f"customer card {CARD}, ssn {SSN}, iban {IBAN}"
-IN_TOOL_OUTPUTS = [email for *_, email in _demo._CHARGES]  # noqa: SLF001 - the demo's data
+IN_TOOL_OUTPUTS = [email for *_, email in _demo._CHARGES]
 """`lookup_charge` answers with the charge's customer email."""
 
 PLANTED = [EMAIL, PHONE, API_KEY, JWT, BEARER, PRIVATE_KEY, CARD, SSN, IBAN, *IN_TOOL_OUTPUTS]
@@ -67,7 +67,7 @@ def planted_disputes() -> list[_demo.Dispute]:
     return disputes
 
 
-ORIGINAL_DISPUTES = _demo._disputes  # noqa: SLF001
+ORIGINAL_DISPUTES = _demo._disputes
 
 
 @pytest.fixture
