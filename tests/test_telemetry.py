@@ -337,10 +337,10 @@ class TestMetrics:
         )
         plane.resume(first.run_id, Workflow(agent=agent, fn=agent_loop))
 
-        decisions = dict(
-            (labels["charter.decision"], value)
+        decisions = {
+            labels["charter.decision"]: value
             for labels, value in metric(reader, "charter.gate.decisions")
-        )
+        }
         assert decisions == {"needs_approval": 1, "allowed": 1}
         (tool,) = metric(reader, "charter.tool.duration")
         assert tool[0] == {"gen_ai.tool.name": "record_write", "charter.status": "ok"}
@@ -399,7 +399,8 @@ class TestJsonLogs:
         assert line["trace_id"] == f"{context.trace_id:032x}"
         assert line["span_id"] == f"{context.span_id:016x}"
         assert line["message"] == "mail [email] failed"
-        assert "sk_live" not in line["error"] and "sk_live" not in line["stack"]
+        assert "sk_live" not in line["error"]
+        assert "sk_live" not in line["stack"]
         assert line["level"] == "error"
 
     def test_bad_log_settings_are_config_errors(self):
