@@ -206,7 +206,7 @@ class LocalKeyring:
             self._keys = {k: base64.b64decode(v) for k, v in data["keys"].items()}
             self._destroyed = dict(data["destroyed"])
             self._seen = (stat.st_mtime_ns, stat.st_size)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(
                 f"{self.path} is not a valid keyring",
                 hint="restore it from its backup; without it, raw payloads cannot be read",
@@ -220,6 +220,7 @@ class LocalKeyring:
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a temporary file left behind keeps its mode through O_CREAT
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1)
             handle.flush()

@@ -27,7 +27,7 @@ from charter._events import (
     ToolCompleted,
 )
 from charter.exceptions import PayloadPurged
-from charter.store._chain import PURGED
+from charter.store._chain import is_marker
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -76,7 +76,7 @@ class StoredEvent:
     @property
     def purged(self) -> bool:
         """Retention dropped this event's payload; `data` is the marker saying when."""
-        return self.data.startswith(PURGED)
+        return is_marker(self.data)
 
     @cached_property
     def payload(self) -> dict[str, Any]:

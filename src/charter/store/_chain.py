@@ -27,6 +27,7 @@ __all__ = [
     "PURGED",
     "ChainReport",
     "event_hash",
+    "is_marker",
     "payload_digest",
     "purged_marker",
     "seal",
@@ -57,6 +58,23 @@ def payload_digest(payload: str) -> str:
 def purged_marker(ts: str, reason: str) -> str:
     """What replaces a redacted payload dropped by retention: when, and under which rule."""
     return json.dumps({"purged": ts, "reason": reason}, separators=(",", ":"))
+
+
+def is_marker(payload: str) -> bool:
+    """Whether `payload` is a retention marker exactly as `purged_marker` writes one."""
+    if not payload.startswith(PURGED):
+        return False
+    try:
+        found = json.loads(payload)
+    except ValueError:
+        return False
+    return (
+        isinstance(found, dict)
+        and set(found) == {"purged", "reason"}
+        and isinstance(found["purged"], str)
+        and isinstance(found["reason"], str)
+        and payload == purged_marker(found["purged"], found["reason"])
+    )
 
 
 def seal(key: bytes, *, run_id: str, seq: int, head_hash: str, summary: str) -> str:
@@ -109,7 +127,7 @@ def _link_problem(run_id: str, row: ChainRow, expected_seq: int, expected_prev: 
         return f"event {row.seq} does not link to event {row.seq - 1}"
     covered = row.payload
     if row.digest is not None:
-        if not row.payload.startswith(PURGED) and payload_digest(row.payload) != row.digest:
+        if not is_marker(row.payload) and payload_digest(row.payload) != row.digest:
             return f"event {row.seq} ({row.kind}) was altered after it was written"
         covered = row.digest
     recomputed = event_hash(
@@ -148,7 +166,7 @@ def verify_chain(
         problem = _link_problem(run_id, row, expected_seq, expected_prev)
         if problem is not None:
             return broken(min(row.seq, expected_seq), problem)
-        purged += row.digest is not None and row.payload.startswith(PURGED)
+        purged += row.digest is not None and is_marker(row.payload)
         expected_prev = row.hash
         checked += 1
     if checked != head_seq or expected_prev != head_hash:

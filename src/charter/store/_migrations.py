@@ -12,12 +12,15 @@ from __future__ import annotations
 __all__ = ["POSTGRES_MIGRATIONS", "SQLITE_MIGRATIONS"]
 
 # The one change to a stored event the database allows: a format-2 event's payload replaced by
-# a retention marker, every other column as it was. (`IS` compares NULLs as equal in SQLite;
-# in PostgreSQL, `IS NOT DISTINCT FROM` does.)
-_PURGE_ONLY = """(OLD.digest IS NOT NULL AND NEW.payload LIKE '{"purged":%'
-    AND NEW.run_id = OLD.run_id AND NEW.seq = OLD.seq AND NEW.ts = OLD.ts
-    AND NEW.kind = OLD.kind AND NEW.prev_hash = OLD.prev_hash AND NEW.hash = OLD.hash
-    AND NEW.digest = OLD.digest AND NEW.step IS NOT DISTINCT FROM OLD.step)"""
+# a retention marker, every other column as it was. `IS NOT DISTINCT FROM` (not `=`, which is
+# NULL against a NULL and so lets a NULL through) and `substr` (not `LIKE`, which SQLite
+# matches without regard to case) keep it exactly that.
+_PURGE_ONLY = """(OLD.digest IS NOT NULL AND substr(NEW.payload, 1, 12) = '{"purged":"2'
+    AND NEW.run_id IS NOT DISTINCT FROM OLD.run_id AND NEW.seq IS NOT DISTINCT FROM OLD.seq
+    AND NEW.ts IS NOT DISTINCT FROM OLD.ts AND NEW.kind IS NOT DISTINCT FROM OLD.kind
+    AND NEW.prev_hash IS NOT DISTINCT FROM OLD.prev_hash
+    AND NEW.hash IS NOT DISTINCT FROM OLD.hash AND NEW.digest IS NOT DISTINCT FROM OLD.digest
+    AND NEW.step IS NOT DISTINCT FROM OLD.step)"""
 
 SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, the hash-chained event log, identities, kill switches, approvals.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import json
 import operator
 import threading
 from abc import abstractmethod
@@ -457,6 +458,9 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
                 found.pop(rid) if rid in found else _verify_head(head, iter(()), key)
                 for rid, head in by_run.items()
             ]
+            if any(r.events_purged for r in reports):
+                purged_by_retention = _retention_runs(db)
+                reports = [_purge_recorded(r, purged_by_retention) for r in reports]
         return reports + list(found.values())
 
     # --- approvals -------------------------------------------------------------------------
@@ -774,6 +778,31 @@ def _verify_head(head: Row, rows: Iterator[ChainRow], key: bytes) -> ChainReport
         head_mac=head["head_mac"],
         summary=_record_from_row(head).sealed_summary(),
         key=key,
+    )
+
+
+def _retention_runs(db: Db) -> set[str]:
+    """The runs whose redacted payloads a retention entry of the control log says it dropped."""
+    rows = db.execute("SELECT payload FROM control_log WHERE action = 'retention'").fetchall()
+    return {run for row in rows for run in json.loads(row["payload"]).get("runs", [])}
+
+
+def _purge_recorded(report: ChainReport, purged_by_retention: set[str]) -> ChainReport:
+    """A run with dropped payloads verifies only if retention, on record, dropped them.
+
+    The database lets a marker replace a payload (that is how retention drops it), so a
+    marker alone proves nothing; the control log, sealed apart, says which runs were purged.
+    """
+    if not report.events_purged or report.run_id in purged_by_retention:
+        return report
+    return replace(
+        report,
+        ok=False,
+        broken_at=1,
+        problem=(
+            f"{report.events_purged} event(s) were dropped as purged, but no retention entry "
+            "of the control log names this run: they were hidden, not purged"
+        ),
     )
 
 
