@@ -23,6 +23,7 @@ OpenTelemetry). A `TracerProvider` and `MeterProvider` can be injected instead.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import threading
@@ -465,11 +466,43 @@ def _protocol(environ: Mapping[str, str], signal: str) -> str:
     return protocol
 
 
-def _grpc_missing(exc: ImportError) -> ConfigError:
-    return ConfigError(
-        f"OTLP over gRPC needs the gRPC exporter ({exc.name} is not installed)",
-        hint="pip install 'charter[grpc]', or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
-    )
+_OTLP_EXPORTERS = {
+    ("TRACES", "http/protobuf"): (
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "OTLPSpanExporter",
+    ),
+    ("TRACES", "grpc"): (
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        "OTLPSpanExporter",
+    ),
+    ("METRICS", "http/protobuf"): (
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+        "OTLPMetricExporter",
+    ),
+    ("METRICS", "grpc"): (
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+        "OTLPMetricExporter",
+    ),
+}
+"""The OTLP exporter class of each signal and protocol; each reads its endpoint, headers and
+timeout from the OTEL_EXPORTER_OTLP_* variables itself."""
+
+
+def _otlp_exporter(environ: Mapping[str, str], signal: str) -> Any:  # noqa: ANN401 - a span or metric exporter
+    """The OTLP exporter the variables ask for, imported only then.
+
+    Raises:
+        ConfigError: The protocol is unknown, or it is gRPC and the `grpc` extra is missing.
+    """
+    module, name = _OTLP_EXPORTERS[(signal, _protocol(environ, signal))]
+    try:
+        exporter = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"OTLP over gRPC needs the gRPC exporter ({exc.name} is not installed)",
+            hint="pip install 'charter[grpc]', or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+        ) from exc
+    return exporter()
 
 
 def _tracer_provider(environ: Mapping[str, str], names: list[str]) -> TracerProvider:
@@ -484,23 +517,11 @@ def _tracer_provider(environ: Mapping[str, str], names: list[str]) -> TracerProv
 
     provider = SdkTracerProvider(resource=Resource.create(_service(environ)))
     for name in names:
-        exporter: SpanExporter
-        if name == "console":
-            exporter = ConsoleSpanExporter(out=sys.stdout)
-        elif _protocol(environ, "TRACES") == "grpc":
-            try:
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-                    OTLPSpanExporter as GrpcSpanExporter,
-                )
-            except ImportError as exc:
-                raise _grpc_missing(exc) from exc
-            exporter = GrpcSpanExporter()
-        else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-                OTLPSpanExporter as HttpSpanExporter,
-            )
-
-            exporter = HttpSpanExporter()
+        exporter: SpanExporter = (
+            ConsoleSpanExporter(out=sys.stdout)
+            if name == "console"
+            else _otlp_exporter(environ, "TRACES")
+        )
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
@@ -516,23 +537,11 @@ def _meter_provider(environ: Mapping[str, str], names: list[str]) -> MeterProvid
 
     readers = []
     for name in names:
-        exporter: MetricExporter
-        if name == "console":
-            exporter = ConsoleMetricExporter(out=sys.stdout)
-        elif _protocol(environ, "METRICS") == "grpc":
-            try:
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
-                    OTLPMetricExporter as GrpcMetricExporter,
-                )
-            except ImportError as exc:
-                raise _grpc_missing(exc) from exc
-            exporter = GrpcMetricExporter()
-        else:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
-                OTLPMetricExporter as HttpMetricExporter,
-            )
-
-            exporter = HttpMetricExporter()
+        exporter: MetricExporter = (
+            ConsoleMetricExporter(out=sys.stdout)
+            if name == "console"
+            else _otlp_exporter(environ, "METRICS")
+        )
         readers.append(PeriodicExportingMetricReader(exporter))
     return SdkMeterProvider(metric_readers=readers, resource=Resource.create(_service(environ)))
 
