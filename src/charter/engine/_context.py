@@ -600,8 +600,10 @@ class RunContext(Context):
         self.decisions.append(decision)
         self._last_tool = name
         if isinstance(decision, Denied) and decision.check == "kill_switch":
-            # The denial is on record; the run stops rather than let the agent work around it.
-            self._stop_if_killed(name)
+            # The denial is on record; the run stops (or, under `on_kill: pause`, waits) rather
+            # than let the agent work around it. The gate can see a switch this process had
+            # not heard of yet when the step began: that must pause a pausing run all the same.
+            self._stop_if_killed(name, pause=True)
         if isinstance(decision, Denied) and decision.check == "budget":
             raise Stop(_over_budget(decision.reason))
         if isinstance(decision, NeedsApproval):
