@@ -234,8 +234,8 @@ def report(r: dict[str, float]) -> list[str]:
         "each detector whose hint matched (its RE2 scan, then Python's `re` in a window per",
         "hint), most of it in Python per finding. Tracing is the OpenTelemetry Python SDK's own",
         "cost: three spans (`chat`, `execute_tool`, `charter.decide`) and four metric",
-        "measurements, about half each; a sampled-out trace still records its metrics. `json.dumps`",
-        "of the same payload, in the same run, is the yardstick for this machine's speed.",
+        "measurements, about half each; a sampled-out trace still records its metrics.",
+        "`json.dumps` of the same payload, in the same run, is the yardstick for this machine.",
     ]
 
 
