@@ -7,6 +7,7 @@ before they act: `charter kill-switches --log` shows who read or purged what, an
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def apply(
                 loaded, by=as_user, token=os.environ.get("CHARTER_TOKEN"), reason=reason
             )
     if as_json:
-        emit_json({**plan.to_dict(), "dry_run": dry_run, "purged": counts and counts.__dict__})
+        purged = dataclasses.asdict(counts) if counts is not None else None
+        emit_json({**plan.to_dict(), "dry_run": dry_run, "purged": purged})
         return
     table = Table("due at " + plan.now, "count", "detail")
     table.add_row("data keys to destroy", str(len(plan.keys)), ", ".join(plan.keys[:5]))

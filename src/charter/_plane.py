@@ -49,9 +49,9 @@ if TYPE_CHECKING:
     from charter._decision import Decision
     from charter.store import ApprovalRecord, RunRecord, Store
 
-_log = logging.getLogger("charter.runs")
-
 __all__ = ["ControlPlane", "RunResult"]
+
+_log = logging.getLogger("charter.runs")
 
 
 class ControlPlane:

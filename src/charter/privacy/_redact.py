@@ -125,7 +125,7 @@ def _luhn(digits: str) -> bool:
 
 
 def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    return "".join(filter(str.isdigit, text))
 
 
 def _card(value: str) -> bool:
