@@ -28,7 +28,7 @@ from charter._assess import (
     load_assessment,
     recommend,
 )
-from charter._cli_assess import assess_command, lint_command
+from charter.cli._assess import assess_command, lint_command
 from charter.examples import BILLING
 from charter.exceptions import AssessmentError
 

@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from _factories import started_event
-from charter._cli_report import cost_table, csv_text, parse_since, report, write_png
 from charter._events import (
     ApprovalDecided,
     ApprovalExpired,
@@ -33,6 +32,7 @@ from charter._events import (
 from charter._report import CostReport, RunCosts, cost_report, group_runs, run_costs
 from charter._time import utcnow
 from charter.cli import cli
+from charter.cli._report import cost_table, csv_text, parse_since, report, write_png
 from charter.exceptions import ConfigError, UserError
 from charter.store import RunRecord, StoredEvent
 

@@ -8,14 +8,13 @@ control log, a sealed hash chain: who, what, when, why.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
-from charter._cli_common import config_of, console, emit_json, handled, json_option
 from charter._client import Client
+from charter.cli._common import config_of, console, emit_json, handled, json_option, token
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,7 +60,7 @@ def kill(
         switch = client.kill(
             reason=reason,
             by=as_user,
-            token=os.environ.get("CHARTER_TOKEN"),
+            token=token(),
             agent=agent,
             workflow=workflow,
             tenant_id=tenant,
@@ -95,7 +94,7 @@ def unkill(
         switch = client.unkill(
             reason=reason,
             by=as_user,
-            token=os.environ.get("CHARTER_TOKEN"),
+            token=token(),
             agent=agent,
             workflow=workflow,
             tenant_id=tenant,

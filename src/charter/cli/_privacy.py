@@ -8,15 +8,14 @@ before they act: `charter kill-switches --log` shows who read or purged what, an
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from charter._cli_common import config_of, console, emit_json, handled, json_option
 from charter._client import Client
 from charter._contract import load_contract
+from charter.cli._common import config_of, console, emit_json, handled, json_option, token
 
 __all__ = ["break_glass", "retention"]
 
@@ -39,9 +38,7 @@ def break_glass(
 ) -> None:
     """Show a run's raw payloads (prompts, tool inputs and outputs) decrypted; logged first."""
     with Client(config_of(ctx)) as client:
-        opened = client.break_glass(
-            run_id, by=as_user, token=os.environ.get("CHARTER_TOKEN"), reason=reason
-        )
+        opened = client.break_glass(run_id, by=as_user, token=token(), reason=reason)
     if as_json:
         emit_json(opened)
         return
@@ -91,9 +88,7 @@ def apply(
         if dry_run:
             plan, counts = client.retention_plan(loaded), None
         else:
-            plan, counts = client.apply_retention(
-                loaded, by=as_user, token=os.environ.get("CHARTER_TOKEN"), reason=reason
-            )
+            plan, counts = client.apply_retention(loaded, by=as_user, token=token(), reason=reason)
     if as_json:
         purged = dataclasses.asdict(counts) if counts is not None else None
         emit_json({**plan.to_dict(), "dry_run": dry_run, "purged": purged})

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from charter._cli_common import config_of, console, emit_json, handled, json_option
+from charter.cli._common import config_of, console, emit_json, handled, json_option
 from charter.exceptions import SchemaOutdated
 from charter.store import open_store
 

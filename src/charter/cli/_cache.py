@@ -8,14 +8,12 @@ reason: `charter kill-switches --log` shows it.
 
 from __future__ import annotations
 
-import os
-
 import click
 from rich.table import Table
 
-from charter._cli_common import config_of, console, emit_json, handled, json_option
 from charter._client import Client
 from charter._time import iso, utcnow
+from charter.cli._common import config_of, console, emit_json, handled, json_option, token
 
 __all__ = ["cache"]
 
@@ -85,7 +83,7 @@ def clear(
     with Client(config_of(ctx)) as client:
         dropped = client.clear_cache(
             by=as_user,
-            token=os.environ.get("CHARTER_TOKEN"),
+            token=token(),
             reason=reason,
             workflow=workflow,
             tenant_id=tenant,

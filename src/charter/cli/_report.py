@@ -13,11 +13,11 @@ import click
 from rich import box
 from rich.table import Table
 
-from charter._cli_common import config_of, console, emit_json, handled, json_option
 from charter._client import Client
 from charter._events import OUTCOMES
 from charter._report import GROUP_BY, CostReport, GroupBy, GroupCosts, cost_report
 from charter._time import utcnow
+from charter.cli._common import config_of, console, emit_json, handled, json_option
 from charter.exceptions import ConfigError, UserError
 
 __all__ = ["cost_table", "costs_command", "csv_text", "parse_since", "report", "write_png"]

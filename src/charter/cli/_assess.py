@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from charter._assess import Rung, lint_contract, load_assessment, recommend
-from charter._cli_common import console, emit_json, handled, json_option
 from charter._contract import load_contract
+from charter.cli._common import console, emit_json, handled, json_option
 
 __all__ = ["assess_command", "lint_command"]
 

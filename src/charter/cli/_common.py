@@ -18,7 +18,22 @@ from charter.exceptions import CharterError, UserError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["config_of", "console", "emit_json", "errors", "handled", "json_option"]
+    from charter.engine import Workflow
+
+__all__ = [
+    "DEFAULT_APP",
+    "app_option",
+    "as_option",
+    "config_of",
+    "console",
+    "emit_json",
+    "errors",
+    "handled",
+    "json_option",
+    "reason_option",
+    "token",
+    "workflows_of",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,3 +78,29 @@ def config_of(ctx: click.Context) -> Config:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+DEFAULT_APP = "charter.examples:workflows"
+"""The workflows `charter worker` and `charter replay` run when no --app is given."""
+
+app_option = click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="MODULE:FACTORY",
+    help=f"Where the workflows are: factory(config) returns them (default: {DEFAULT_APP}).",
+)
+as_option = click.option("--as", "as_user", required=True, help="Your human principal's name.")
+reason_option = click.option("--reason", required=True, help="Why; recorded in the run's chain.")
+
+
+def token() -> str | None:
+    """The credential the person at the terminal presents: `$CHARTER_TOKEN`, read here only."""
+    return os.environ.get("CHARTER_TOKEN") or None
+
+
+def workflows_of(config: Config, apps: tuple[str, ...]) -> list[Workflow]:
+    """The workflows the --app options name (default: the examples')."""
+    from charter.engine import load_workflows  # noqa: PLC0415 - imports user code
+
+    return [w for app in apps or (DEFAULT_APP,) for w in load_workflows(app, config)]
