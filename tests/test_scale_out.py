@@ -106,7 +106,7 @@ class TestDbCommands:
         pending = json.loads(before.stdout)
         assert (pending["version"], pending["pending"]) == (0, pending["latest"])
         refused = charter("runs", "list", "--json")
-        assert refused.exit_code == 1
+        assert refused.exit_code == 4  # the store refused: unavailable
         assert json.loads(refused.stdout)["error"]["code"] == "schema_outdated"
 
         upgraded = charter("db", "upgrade", "--json")

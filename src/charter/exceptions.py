@@ -10,10 +10,12 @@ The tree::
     │   ├── PolicyLoadError       a Cedar policy or schema that does not parse or validate
     │   ├── PolicyTestError       a malformed policy test table
     │   ├── ToolDefinitionError   a tool declared inconsistently
-    │   ├── CredentialError       an unknown, revoked or malformed credential
+    │   ├── CredentialError       no credential, or an unknown, expired, revoked or forged one
+    │   │   └── NotAuthorized     a good credential whose principal lacks the role or scope
     │   ├── NotFoundError         a run, identity or approval that does not exist
     │   ├── StateError            the right thing in the wrong state (a decided request)
-    │   └── ApprovalRefused       a vote that does not count (role, separation of duties)
+    │   ├── ReasonInvalid         a reason for the audit log that is missing or malformed
+    │   └── ApprovalRefused       a vote that does not count (separation of duties, a second vote)
     ├── RunError                  something went wrong while a run executed
     │   ├── ToolError             raised by tool code; `retryable` says whether to try again
     │   │   ├── RetryableToolError
@@ -27,10 +29,17 @@ The tree::
     │   │   ├── BudgetExceeded    a spend cap would be passed
     │   │   └── RateLimited       a token bucket is empty
     │   └── NonDeterminismError   a resumed workflow asked for another step than the log's
-    └── StoreError                the event store is unreachable, or corrupt
-        ├── ControlChanged        controls moved under a judged call; nothing written
-        ├── LeaseLost             a worker wrote after another claimed its run; nothing written
-        └── SchemaVersionError    the database was written by a newer Charter
+    ├── StoreError                the event store is unreachable, or corrupt
+    │   ├── PayloadPurged         retention destroyed a raw payload's key
+    │   ├── ControlChanged        controls moved under a judged call; nothing written
+    │   ├── LeaseLost             a worker wrote after another claimed its run; nothing written
+    │   ├── SchemaVersionError    the database was written by a newer Charter
+    │   └── SchemaOutdated        the database is older, and automatic upgrade is off
+    └── InternalError             never raised: how the CLI reports an unexpected exception
+
+The `charter` command's exit status follows the tree: 2 for a `UserError`, 3 for a
+`CredentialError` (a refused credential), 4 for a `StoreError` or `RunError`, 70 for an
+internal error; 1 is kept for a check that ran and failed (a broken chain, say).
 
 A denial is *not* an exception: the gate returns a typed `Denied` decision, so an agent loop
 never sees an error it could talk its way around. Exceptions are for the code integrating
@@ -50,12 +59,14 @@ __all__ = [
     "ContractError",
     "ControlChanged",
     "CredentialError",
+    "InternalError",
     "LeaseLost",
     "LimitReached",
     "ModelError",
     "ModelRateLimited",
     "ModelUnavailable",
     "NonDeterminismError",
+    "NotAuthorized",
     "NotFoundError",
     "PayloadPurged",
     "PermanentToolError",
@@ -148,9 +159,15 @@ class ToolDefinitionError(UserError):
 
 
 class CredentialError(UserError):
-    """A credential that is unknown, revoked or malformed."""
+    """No credential, or one that is unknown, expired, revoked, malformed or forged."""
 
     code = "credential_invalid"
+
+
+class NotAuthorized(CredentialError):
+    """An authenticated principal without the role or scope the action needs."""
+
+    code = "not_authorized"
 
 
 class NotFoundError(UserError):
@@ -360,3 +377,9 @@ class SchemaOutdated(StoreError):
         """The database, without its password."""
         self.found = found
         self.latest = latest
+
+
+class InternalError(CharterError):
+    """How the `charter` command reports an exception Charter did not expect: a bug."""
+
+    code = "internal_error"

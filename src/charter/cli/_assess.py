@@ -16,7 +16,7 @@ from rich.table import Table
 
 from charter._assess import Rung, lint_contract, load_assessment, recommend
 from charter._contract import load_contract
-from charter.cli._common import console, emit_json, handled, json_option
+from charter.cli._common import EXIT_CHECK_FAILED, console, emit_json, handled, json_option
 
 __all__ = ["assess_command", "lint_command"]
 
@@ -103,4 +103,4 @@ def lint_command(file: Path, *, assessment_file: Path | None, as_json: bool) -> 
         extra = f" ({len(notes)} info)" if notes else ""
         console.print(f"{status} in {escape(str(file))}{extra}", soft_wrap=True)
     if warnings:
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)

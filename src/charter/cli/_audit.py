@@ -7,7 +7,14 @@ import sys
 import click
 
 from charter._client import Client
-from charter.cli._common import config_of, console, emit_json, handled, json_option
+from charter.cli._common import (
+    EXIT_CHECK_FAILED,
+    config_of,
+    console,
+    emit_json,
+    handled,
+    json_option,
+)
 
 __all__ = ["audit"]
 
@@ -52,4 +59,4 @@ def audit_verify(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
         status = "[green]ok[/]" if not broken else f"[red]{len(broken)} broken[/]"
         console.print(f"{status}: {len(reports)} run(s), {events} event(s) checked")
     if broken or (control is not None and not control.ok):
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)

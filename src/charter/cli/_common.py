@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from charter._config import Config
-from charter.exceptions import CharterError, UserError
+from charter.exceptions import CharterError, CredentialError, InternalError, UserError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,12 +22,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_APP",
+    "EXIT_BAD_INPUT",
+    "EXIT_CHECK_FAILED",
+    "EXIT_INTERNAL",
+    "EXIT_REFUSED_CREDENTIAL",
+    "EXIT_UNAVAILABLE",
     "app_option",
     "as_option",
     "config_of",
     "console",
     "emit_json",
     "errors",
+    "exit_status",
     "handled",
     "json_option",
     "reason_option",
@@ -47,28 +53,69 @@ def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+EXIT_CHECK_FAILED = 1
+"""The command ran and found a problem: a broken chain, a failing policy case, a lint warning."""
+EXIT_BAD_INPUT = 2
+"""The input must change: a malformed file, an unknown id, a value out of range (and click's
+own usage errors)."""
+EXIT_REFUSED_CREDENTIAL = 3
+"""No credential, or one that is unknown, expired, revoked or forged, or whose principal lacks
+the role or scope the command needs."""
+EXIT_UNAVAILABLE = 4
+"""The store could not do it: unreachable, locked, of another schema version, or corrupt."""
+EXIT_INTERNAL = 70
+"""A bug in Charter (`CHARTER_DEBUG=1` shows the traceback)."""
+
+
+def exit_status(exc: CharterError) -> int:
+    """The one rule that maps every error to the `charter` command's exit status."""
+    if isinstance(exc, CredentialError):
+        return EXIT_REFUSED_CREDENTIAL
+    if isinstance(exc, UserError):
+        return EXIT_BAD_INPUT
+    return EXIT_UNAVAILABLE
+
+
 def handled(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn Charter errors into a clear message (or JSON envelope) and an exit status."""
+    """Turn errors into a clear message (or the JSON envelope) and an exit status; no traceback.
+
+    Charter's errors carry their code and hint. Anything else is a bug: it is reported as
+    `internal_error`, with its traceback only when `CHARTER_DEBUG=1`.
+    """
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except CharterError as exc:
-            if kwargs.get("as_json"):
-                emit_json({"error": exc.to_dict()})
-            else:
-                # Messages quote user input (ids, reasons): never let it read as markup.
-                # soft_wrap: a path or id in a message must never be broken across lines.
-                errors.print(
-                    f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}",
-                    soft_wrap=True,
-                )
-                if exc.hint:
-                    errors.print(f"  hint: {escape(exc.hint)}", soft_wrap=True)
-            sys.exit(2 if isinstance(exc, UserError) else 1)
+            _report(exc, as_json=bool(kwargs.get("as_json")))
+            sys.exit(exit_status(exc))
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("CHARTER_DEBUG") == "1":
+                raise
+            internal = InternalError(
+                f"internal error: {type(exc).__name__}",
+                hint="this is a bug in Charter; run again with CHARTER_DEBUG=1 to see where",
+            )
+            _report(internal, as_json=bool(kwargs.get("as_json")))
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
+
+
+def _report(exc: CharterError, *, as_json: bool) -> None:
+    if as_json:
+        emit_json({"error": exc.to_dict()})
+        return
+    # Messages quote user input (ids, reasons): never let it read as markup.
+    # soft_wrap: a path or id in a message must never be broken across lines.
+    errors.print(
+        f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}", soft_wrap=True
+    )
+    if exc.hint:
+        errors.print(f"  hint: {escape(exc.hint)}", soft_wrap=True)
 
 
 def config_of(ctx: click.Context) -> Config:

@@ -6,7 +6,14 @@ import sys
 
 import click
 
-from charter.cli._common import config_of, console, emit_json, handled, json_option
+from charter.cli._common import (
+    EXIT_CHECK_FAILED,
+    config_of,
+    console,
+    emit_json,
+    handled,
+    json_option,
+)
 from charter.exceptions import SchemaOutdated
 from charter.store import open_store
 
@@ -47,7 +54,7 @@ def db_status(ctx: click.Context, check: bool, as_json: bool) -> None:
     else:
         console.print(f"{name}: schema version {version}, up to date", markup=False)
     if check and pending:
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 @db.command("upgrade")

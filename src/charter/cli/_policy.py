@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from charter.cli._common import console, emit_json, handled, json_option
+from charter.cli._common import EXIT_CHECK_FAILED, console, emit_json, handled, json_option
 
 __all__ = ["policy"]
 
@@ -45,4 +45,4 @@ def policy_test(cases: Path, as_json: bool) -> None:
                 console.print(f"     expected {r.expected}; {r.reason}")
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)

@@ -11,6 +11,7 @@ import click
 
 from charter._client import Client
 from charter.cli._common import (
+    EXIT_CHECK_FAILED,
     app_option,
     config_of,
     console,
@@ -114,7 +115,7 @@ def replay(ctx: click.Context, run_id: str, apps: tuple[str, ...], as_json: bool
         for line in report.lines():
             console.print(line, markup=False)
     if not report.ok:
-        ctx.exit(1)
+        ctx.exit(EXIT_CHECK_FAILED)
 
 
 @click.command()
