@@ -168,12 +168,14 @@ REFUSED = [
 
 class TestRefused:
     @pytest.mark.parametrize(("args", "who", "code"), REFUSED)
-    def test_refused_command_exits_2_with_the_error_envelope(
+    def test_refused_command_exits_with_the_error_envelope(
         self, held: Held, args: tuple[str, ...], who: str | None, code: str
     ) -> None:
-        """Bad input exits 2 and prints the JSON error envelope with its stable code."""
+        """A refused credential exits 3, other bad input 2; both print the JSON error envelope
+        with its stable code."""
         result = invoke(held, *_fill(held, args), "--json", who=who)
-        assert result.exit_code == 2, result.output
+        refused_credential = code in ("credential_invalid", "not_authorized")
+        assert result.exit_code == (3 if refused_credential else 2), result.output
         error = error_of(result)
         assert set(error) == {"code", "message", "hint"}
         assert error["code"] == code

@@ -147,12 +147,13 @@ class TestKillCli:
             ),
         ],
     )
-    def test_a_refused_kill_exits_2_and_engages_nothing(self, home, store, args, token_of, code):
-        """A refused kill prints the error envelope, exits 2, and neither engages nor logs."""
+    def test_a_refused_kill_exits_and_engages_nothing(self, home, store, args, token_of, code):
+        """A refused kill prints the error envelope, exits 3 for a refused credential (else 2),
+        and neither engages nor logs."""
         token = home.tokens.get(token_of, token_of)
         reason = () if "--reason" in args else ("--reason", "stop it")
         result = invoke(home, "kill", *args, *reason, "--json", token=token)
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == (3 if code == "credential_invalid" else 2), result.output
         assert json.loads(result.stdout)["error"]["code"] == code
         assert store.kill_switches() == []
         assert store.control_log() == []
@@ -162,7 +163,7 @@ class TestKillCli:
         (oscar,) = [i for i in store.list_identities() if i.name == "oscar"]
         store.revoke_identity(oscar.id)
         result = kill(home, *ACME)
-        assert result.exit_code == 2
+        assert result.exit_code == 3
         assert json.loads(result.stdout)["error"]["code"] == "credential_invalid"
         assert store.kill_switches() == []
 

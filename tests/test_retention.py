@@ -650,18 +650,18 @@ class TestBreakGlassCli:
         """A completed run whose task holds an email address."""
         return run(build(call("record_write")), task=f"refund the order of {EMAIL}").run_id
 
-    def test_a_refused_reading_exits_2_and_is_not_logged(self, home, store, mailed):
+    def test_a_refused_reading_exits_and_is_not_logged(self, home, store, mailed):
         """Without an operator's own credential, without a reason, or for a run that does not
-        exist, nothing is shown or logged: the error envelope, exit code 2."""
+        exist, nothing is shown or logged: the error envelope, exit code 3 (2 for bad input)."""
         for run_id, args, who, refused in [
-            (mailed, ("--reason", "INC-9"), {}, (2, "credential_invalid")),
-            (mailed, ("--reason", "INC-9"), {"token": "chr_forged"}, (2, "credential_invalid")),
-            (mailed, ("--reason", "INC-9"), {"who": "bob"}, (2, "credential_invalid")),
+            (mailed, ("--reason", "INC-9"), {}, (3, "credential_invalid")),
+            (mailed, ("--reason", "INC-9"), {"token": "chr_forged"}, (3, "credential_invalid")),
+            (mailed, ("--reason", "INC-9"), {"who": "bob"}, (3, "credential_invalid")),
             (
                 mailed,
                 ("--reason", "INC-9", "--as", "olive"),
                 {"who": "oscar"},
-                (2, "credential_invalid"),
+                (3, "credential_invalid"),
             ),
             (mailed, ("--reason", "  "), {"who": "oscar"}, (2, "reason_invalid")),
             ("run_nosuch", ("--reason", "INC-9"), {"who": "oscar"}, (2, "not_found")),
@@ -743,7 +743,7 @@ class TestBreakGlassCli:
             (bytes(altered), mailed),
         )
         result = _break_glass(home, mailed, "--reason", "INC-9", who="oscar")
-        assert _refusal(result) == (1, "store_error")
+        assert _refusal(result) == (4, "store_error")
         assert EMAIL not in result.output
         (entry,) = _entries(store, "break_glass")
         assert (entry.actor, entry.key, entry.reason) == ("oscar", f"run={mailed}", "INC-9")
@@ -788,11 +788,11 @@ class TestRetentionCli:
 
     def test_purging_needs_an_operator(self, home, store, due):
         """Without an operator's credential (none, or an approver's) the purge is refused
-        (exit 2) and nothing is purged or logged."""
+        (exit 3) and nothing is purged or logged."""
         path, run_id, kid = due
         events = store.events(run_id)
         for who in ({}, {"who": "bob"}):
-            assert _refusal(self.apply(home, path, **who)) == (2, "credential_invalid"), who
+            assert _refusal(self.apply(home, path, **who)) == (3, "credential_invalid"), who
         assert store.keys.key_ids() == [kid]
         assert store.events(run_id) == events
         assert store.control_log() == []
