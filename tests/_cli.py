@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from charter.store import SqlStore
 
-PEOPLE = {"oscar": ["operator"], "olive": ["operator"], "bob": ["approver"]}
-"""Who `make_home` issues credentials to: two operators and an approver."""
+PEOPLE = {"oscar": ["operator"], "olive": ["operator"], "bob": ["approver"], "ada": ["admin"]}
+"""Who `make_home` issues credentials to: two operators, an approver and an admin."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +40,19 @@ def make_home(folder: Path, database_url: str, store: SqlStore) -> Home:
         (folder / "keyring.json").symlink_to(store.keys.path)
     tokens = {n: create_human(store, name=n, roles=r).token for n, r in PEOPLE.items()}
     return Home(path=folder, database_url=database_url, tokens=tokens)
+
+
+_ADMINISTRATION = ("identity.", "store.", "idp.")
+
+
+def acts(entries: list[Any]) -> list[Any]:
+    """Control-log entries (objects or their JSON) but those that made principals: the acts
+    of operators that a test is about."""
+    return [
+        e
+        for e in entries
+        if not (e["action"] if isinstance(e, dict) else e.action).startswith(_ADMINISTRATION)
+    ]
 
 
 def invoke(home: Home, *args: str, who: str | None = None, token: str | None = None) -> Result:

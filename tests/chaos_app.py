@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from charter import Agent, Client, ControlPlane
 from charter._config import Config
 from charter._decision import Allowed
+from charter._identity import create_agent_identity
 from charter.engine import Finish, Workflow
 from charter.examples import BILLING, payments_tools, support_tools
 from charter.models import ScriptedModel
@@ -257,7 +258,8 @@ class Scenario:
         tasks: dict[str, dict[str, Any]] = {}
         with Client(config) as client:
             tokens = {
-                t: client.create_agent_identity(
+                t: create_agent_identity(
+                    client.store,
                     agent=contract.agent,
                     workflow=contract.workflow,
                     tenant_id=t,

@@ -174,6 +174,15 @@ class RawDb:
             self.execute("DROP TRIGGER events_append_only_update")
             self.execute("DROP TRIGGER events_append_only_delete")
 
+    def forget_claims(self, run_id: str) -> None:
+        """Delete the store ledger's claims on a run, as a tamperer hiding a rollback from the
+        ledger would (which breaks the ledger's own chain: `Store.audit` reports that)."""
+        if self.backend == "postgres":
+            self.execute("DROP TRIGGER IF EXISTS ledger_append_only ON ledger")
+        else:
+            self.execute("DROP TRIGGER IF EXISTS ledger_append_only_delete")
+        self.execute("DELETE FROM ledger WHERE subject = ?", (run_id,))
+
     def without_foreign_keys(self) -> None:
         """Stop enforcing foreign keys on this connection."""
         if self.backend == "postgres":

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from _cli import Home, as_json, invoke, make_home
+from _cli import Home, acts, as_json, invoke, make_home
 from charter import Agent, Allowed, Client, Config, Denied, NeedsApproval
 from charter._contract import load_contract
 from charter._identity import create_agent_identity
@@ -841,25 +841,25 @@ class TestCacheCli:
         assert "read_notes" in table.output
 
     @pytest.mark.parametrize(
-        ("who", "token_of"),
+        ("who", "token_of", "code"),
         [
-            pytest.param("oscar", None, id="no-token"),
-            pytest.param("bob", "bob", id="approver"),
-            pytest.param("oscar", "bob", id="others-token"),
-            pytest.param("oscar", "chr_not_a_token", id="bad-token"),
+            pytest.param("oscar", None, "credential_invalid", id="no-token"),
+            pytest.param("bob", "bob", "not_authorized", id="approver"),
+            pytest.param("oscar", "bob", "credential_invalid", id="others-token"),
+            pytest.param("oscar", "chr_not_a_token", "credential_invalid", id="bad-token"),
         ],
     )
     def test_clear_is_refused_without_an_operators_credential(
-        self, home, store, filled, who, token_of
+        self, home, store, filled, who, token_of, code
     ):
-        """Clearing without a token, as a non-operator, or with someone else's token exits 2
-        with credential_invalid and drops nothing."""
+        """Clearing without a token, as a non-operator, or with someone else's token exits 3
+        (a refused credential) and drops nothing."""
         token = home.tokens.get(token_of, token_of) if token_of else None
         result = invoke(
             home, "cache", "clear", "--as", who, "--reason", "stale", "--json", token=token
         )
-        assert result.exit_code == 2, result.output
-        assert json.loads(result.stdout)["error"]["code"] == "credential_invalid"
+        assert result.exit_code == 3, result.output
+        assert json.loads(result.stdout)["error"]["code"] == code
         assert len(store.cache_entries()) == 3
 
     def test_clear_by_tenant_leaves_the_other_tenants_entries(self, home, store, filled):
@@ -882,7 +882,7 @@ class TestCacheCli:
         reason and how many answers were dropped, and its chain still verifies."""
         assert as_json(clear(home, "--tenant", "acme")) == {"dropped": 2}
         logged = as_json(invoke(home, "kill-switches", "--log", "--json"))
-        (entry,) = logged["entries"]
+        (entry,) = acts(logged["entries"])
         assert (entry["action"], entry["actor"], entry["dropped"]) == ("cache_clear", "oscar", 2)
         assert entry["key"] == "cache:workflow=*,tenant_id=acme"
         assert entry["reason"] == "stale answers, INC-7"

@@ -155,8 +155,16 @@ class TestTampering:
         assert "does not link" in (report.problem or "")
 
     def test_deleted_last_event_is_detected(self, store, tamper):
-        """Deleting the last event disagrees with the run's head."""
+        """Deleting the last event (a milestone: the run's end) disagrees with the ledger."""
         tamper.execute("DELETE FROM events WHERE run_id = ? AND seq = 5", (RUN,))
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 5)
+        assert "ledger recorded event 5" in (report.problem or "")
+
+    def test_deleted_last_event_is_detected_by_the_head_without_the_ledger(self, store, tamper):
+        """With the ledger's claims gone too, the run's head still disagrees."""
+        tamper.execute("DELETE FROM events WHERE run_id = ? AND seq = 5", (RUN,))
+        tamper.forget_claims(RUN)
         report = _report(store)
         assert (report.ok, report.broken_at) == (False, 5)
         assert "truncated" in (report.problem or "")
@@ -168,6 +176,7 @@ class TestTampering:
             "UPDATE runs SET head_seq = 4, head_hash = ? WHERE run_id = ?",
             (_hash_of(tamper, 4), RUN),
         )
+        tamper.forget_claims(RUN)  # else the ledger's claim on event 5 catches it first
         report = _report(store)
         assert (report.ok, report.broken_at) == (False, 4)
         assert "seal" in (report.problem or "")
@@ -197,6 +206,7 @@ class TestTampering:
             )
             prev = digest
         tamper.execute("UPDATE runs SET head_hash = ? WHERE run_id = ?", (prev, RUN))
+        tamper.forget_claims(RUN)  # else the ledger's claims catch the rewritten events first
         report = _report(store)
         assert (report.ok, report.events_checked) == (False, 5)
         assert "seal" in (report.problem or "")

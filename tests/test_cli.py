@@ -21,8 +21,9 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def invoke(home: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--home", str(home), *args])
+def invoke(home: Path, *args: str, token: str | None = None) -> tuple[int, str]:
+    env = {"CHARTER_TOKEN": token} if token else {}
+    result = CliRunner().invoke(cli, ["--home", str(home), *args], env=env)
     return result.exit_code, result.output
 
 
@@ -57,11 +58,25 @@ class TestDemo:
         assert "scripted:billing-demo" in output
 
     def test_demo_runs_twice_on_one_home(self, demo_home: Path) -> None:
-        """A second demo reissues identities and keeps the earlier runs."""
+        """A second demo makes its store anew: ten runs again, a new admin, all verified."""
+        _, before = invoke(demo_home, "identity", "list", "--json")
         code, output = invoke(demo_home, "demo", "--json")
         assert code == 0, output
+        assert json.loads(output)["chains_broken"] == 0
         code, listing = invoke(demo_home, "runs", "list", "--json")
-        assert len(json.loads(listing)) == 20
+        assert len(json.loads(listing)) == 10
+        _, after = invoke(demo_home, "identity", "list", "--json")
+        assert not {i["id"] for i in json.loads(before)} & {i["id"] for i in json.loads(after)}
+
+    def test_demo_refuses_a_store_it_did_not_make(self, home: Path) -> None:
+        """On a store with an admin of its own the demo refuses (exit 2) and changes nothing."""
+        code, _ = invoke(home, "init")
+        assert code == 0
+        code, output = invoke(home, "demo", "--json")
+        assert code == 2, output
+        assert json.loads(output)["error"]["code"] == "invalid_state"
+        _, listing = invoke(home, "identity", "list", "--json")
+        assert [i["name"] for i in json.loads(listing)] == ["admin"]
 
 
 class TestRuns:
@@ -181,34 +196,52 @@ class TestContractAndPolicy:
 
 
 class TestIdentity:
-    def test_create_shows_token_once_and_list_never(self, home: Path) -> None:
+    @pytest.fixture
+    def admin(self, home: Path) -> str:
+        """The admin token `charter init` prints once."""
+        code, output = invoke(home, "init", "--json")
+        assert code == 0, output
+        return str(json.loads(output)["token"])
+
+    def test_create_shows_token_once_and_list_never(self, home: Path, admin: str) -> None:
         """The token is printed at creation and absent from `identity list`."""
-        code, output = invoke(
-            home, "identity", "create", "--agent", "a", "--workflow", "w", "--tenant", "t", "--json"
-        )
-        assert code == 0
+        agent = ("--agent", "a", "--workflow", "w", "--tenant", "t", "--reason", "new agent")
+        code, output = invoke(home, "identity", "create", *agent, "--json", token=admin)
+        assert code == 0, output
         token = json.loads(output)["token"]
         assert token.startswith("chr_")
         code, listing = invoke(home, "identity", "list", "--json")
         assert token not in listing
-        assert json.loads(listing)[0]["tenant_id"] == "t"
+        assert admin not in listing
+        assert [i["tenant_id"] for i in json.loads(listing)] == [None, "t"]
 
-    def test_revoke_hides_from_default_list(self, home: Path) -> None:
+    def test_revoke_hides_from_default_list(self, home: Path, admin: str) -> None:
         """A revoked identity is listed only with --all."""
-        _, output = invoke(
-            home, "identity", "create", "--human", "dana", "--role", "approver", "--json"
-        )
+        person = ("--human", "dana", "--role", "approver", "--reason", "new approver")
+        _, output = invoke(home, "identity", "create", *person, "--json", token=admin)
         identity_id = json.loads(output)["identity"]["id"]
-        code, _ = invoke(home, "identity", "revoke", identity_id)
+        code, _ = invoke(home, "identity", "revoke", identity_id, "--reason", "left", token=admin)
         assert code == 0
         _, active = invoke(home, "identity", "list", "--json")
         _, everyone = invoke(home, "identity", "list", "--all", "--json")
-        assert json.loads(active) == []
-        assert json.loads(everyone)[0]["revoked_at"]
+        assert identity_id not in active
+        (revoked,) = [i for i in json.loads(everyone) if i["id"] == identity_id]
+        assert revoked["revoked_at"]
 
-    def test_unknown_role_is_a_user_error(self, home: Path) -> None:
-        """A role outside approver/operator/auditor exits 2 with a hint."""
-        code, output = invoke(home, "identity", "create", "--human", "x", "--role", "root")
+    def test_unknown_role_is_a_user_error(self, home: Path, admin: str) -> None:
+        """A role outside admin/approver/operator/auditor exits 2 with a hint."""
+        code, output = invoke(
+            home,
+            "identity",
+            "create",
+            "--human",
+            "x",
+            "--role",
+            "root",
+            "--reason",
+            "r",
+            token=admin,
+        )
         assert code == 2
         assert "approver" in output
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from charter import Agent, Client, Config, ControlPlane
-from charter._identity import create_agent_identity
+from charter._identity import create_agent_identity, create_human
 from charter.cli import cli
 from charter.engine import Worker, Workflow, agent_loop
 from charter.gate import Executor, idempotency_key
@@ -52,7 +52,7 @@ def held(tmp_path: Path, database_url: str, make_contract, toolset) -> Held:
     turns = [ScriptedTurn.call("record_write", amount=75), ScriptedTurn.say("done")]
     agent = Agent.load(make_contract(owner="olga"), tools=toolset.tools, model=ScriptedModel(turns))
     with Client(Config.from_env({"CHARTER_DATABASE_URL": database_url}, home=home)) as client:
-        tokens = {n: client.create_human(name=n, roles=r).token for n, r in PEOPLE.items()}
+        tokens = {n: create_human(client.store, name=n, roles=r).token for n, r in PEOPLE.items()}
         cred = create_agent_identity(
             client.store, agent="test-agent", workflow="testing", tenant_id="acme"
         )
@@ -130,7 +130,7 @@ REFUSED = [
         "not_found",
         id="approve-unknown-request",
     ),
-    pytest.param(_approve("eve"), "eve", "approval_refused", id="approver-without-role"),
+    pytest.param(_approve("eve"), "eve", "not_authorized", id="approver-without-role"),
     pytest.param(_approve("olga"), "olga", "approval_refused", id="contract-owner"),
     pytest.param(_approve("alice"), "alice", "approval_refused", id="initiator"),
     pytest.param(_approve("bob", ""), "bob", "approval_refused", id="empty-reason"),
@@ -148,7 +148,7 @@ REFUSED = [
     pytest.param(
         ("runs", "cancel", "{run}", "--as", "bob", "--reason", "stop"),
         "bob",
-        "credential_invalid",
+        "not_authorized",
         id="cancel-by-non-operator",
     ),
     pytest.param(
@@ -310,8 +310,8 @@ class TestPlainOutput:
     def test_refusal_names_the_code_and_a_hint(self, held: Held) -> None:
         """Without --json a refusal prints its error code and hint on stderr."""
         result = invoke(held, *_fill(held, _approve("eve")), who="eve")
-        assert result.exit_code == 2
-        assert "[approval_refused]" in result.stderr
+        assert result.exit_code == 3
+        assert "[not_authorized]" in result.stderr
         assert "hint:" in result.stderr
         assert result.stdout == ""
 

@@ -23,7 +23,7 @@ import pytest
 from _factories import finished_event, started_event
 from charter import Agent, Client, Config, ControlPlane, Denied
 from charter._contract import load_contract
-from charter._identity import create_agent_identity
+from charter._identity import create_agent_identity, create_human
 from charter._time import utcnow
 from charter.engine import Worker, Workflow, agent_loop, replay_run
 from charter.exceptions import BudgetExceeded, ContractError, LeaseLost, ModelError
@@ -127,7 +127,7 @@ def client(tmp_path: Path, database_url: str, store: SqlStore) -> Iterator[Clien
 @pytest.fixture
 def decide(client: Client) -> Callable[[str, Literal["approve", "deny"]], None]:
     """Record bob's (an approver's) decision on a request, with his own credential."""
-    token = client.create_human(name="bob", roles=["approver"]).token
+    token = create_human(client.store, name="bob", roles=["approver"]).token
 
     def decide(request_id: str, decision: Literal["approve", "deny"]) -> None:
         client.decide(request_id, approver="bob", token=token, decision=decision, reason="ok")

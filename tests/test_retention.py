@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from _cli import Home, as_json, invoke, make_home
+from _cli import Home, acts, as_json, invoke, make_home
 from charter import Agent, Client, Config
 from charter._contract import load_contract
 from charter._identity import create_agent_identity
@@ -656,7 +656,7 @@ class TestBreakGlassCli:
         for run_id, args, who, refused in [
             (mailed, ("--reason", "INC-9"), {}, (3, "credential_invalid")),
             (mailed, ("--reason", "INC-9"), {"token": "chr_forged"}, (3, "credential_invalid")),
-            (mailed, ("--reason", "INC-9"), {"who": "bob"}, (3, "credential_invalid")),
+            (mailed, ("--reason", "INC-9"), {"who": "bob"}, (3, "not_authorized")),
             (
                 mailed,
                 ("--reason", "INC-9", "--as", "olive"),
@@ -669,7 +669,7 @@ class TestBreakGlassCli:
             result = _break_glass(home, run_id, *args, **who)
             assert _refusal(result) == refused, (args, who)
             assert EMAIL not in result.output
-        assert store.control_log() == []
+        assert acts(store.control_log()) == []
 
     def test_an_operator_sees_the_raw_values_and_the_reading_is_logged(self, home, store, mailed):
         """The log holds `[email]` where the task had the address; oscar's break-glass shows
@@ -689,7 +689,7 @@ class TestBreakGlassCli:
         assert opened["payloads"]["0:input"] == f"refund the order of {EMAIL}"
 
         log = as_json(invoke(home, "kill-switches", "--log", "--json"))
-        (entry,) = log["entries"]
+        (entry,) = acts(log["entries"])
         assert (entry["action"], entry["actor"], entry["reason"]) == (
             "break_glass",
             "oscar",
@@ -784,18 +784,18 @@ class TestRetentionCli:
         assert "dry run: nothing purged" in text.output
         assert store.keys.key_ids() == [kid]
         assert (store.events(run_id), store.raw_payloads(run_id)) == (events, sealed)
-        assert store.control_log() == []
+        assert acts(store.control_log()) == []
 
     def test_purging_needs_an_operator(self, home, store, due):
         """Without an operator's credential (none, or an approver's) the purge is refused
         (exit 3) and nothing is purged or logged."""
         path, run_id, kid = due
         events = store.events(run_id)
-        for who in ({}, {"who": "bob"}):
-            assert _refusal(self.apply(home, path, **who)) == (3, "credential_invalid"), who
+        for who, code in (({}, "credential_invalid"), ({"who": "bob"}, "not_authorized")):
+            assert _refusal(self.apply(home, path, **who)) == (3, code), who
         assert store.keys.key_ids() == [kid]
         assert store.events(run_id) == events
-        assert store.control_log() == []
+        assert acts(store.control_log()) == []
 
     def test_an_operator_purges_and_the_counts_are_reported(self, home, store, due):
         """oscar's purge destroys the key, drops the run's payloads and events, reports the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,8 +12,15 @@ import pytest
 from _factories import finished_event, started_event
 from charter._events import ModelResponded, ToolCompleted
 from charter._identity import create_agent_identity
-from charter.exceptions import ConfigError, NotFoundError, SchemaVersionError, StoreError
+from charter.exceptions import (
+    ConfigError,
+    NotFoundError,
+    SchemaVersionError,
+    StateError,
+    StoreError,
+)
 from charter.gate import hash_token
+from charter.identity import Grant
 from charter.privacy import MemoryKeyring
 from charter.store import GENESIS, IdentityRecord, KillSwitch, SqliteStore, event_hash, open_store
 from charter.store._chain import seal
@@ -179,9 +187,9 @@ class TestIdentities:
             store.revoke_identity("agt_missing")
 
     def test_one_active_agent_identity_per_scope(self, store):
-        """A second active identity for the same agent/workflow/tenant is refused."""
+        """A second active identity for the same agent/workflow/tenant is refused: bad input."""
         create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
-        with pytest.raises(StoreError, match="already exists"):
+        with pytest.raises(StateError, match="already exists"):
             create_agent_identity(store, agent="a", workflow="w", tenant_id="acme")
 
     def test_new_identity_allowed_after_revocation(self, store):
@@ -206,9 +214,13 @@ class TestIdentities:
 
     def test_humans_keep_their_roles(self, store):
         """A human identity's roles survive the roundtrip."""
-        human = IdentityRecord(id="usr_1", kind="human", name="ann", roles=("approver",))
+        human = IdentityRecord(
+            id="usr_1", kind="human", name="ann", grants=(Grant(role="approver", tenant="acme"),)
+        )
         store.add_identity(human, token_hash=hash_token("chr_ann"))
-        assert store.identity_by_token_hash(hash_token("chr_ann")) == human
+        found = store.identity_by_token_hash(hash_token("chr_ann"))
+        assert found == replace(human, subject="ann")
+        assert found.roles == ("approver",)
 
 
 class TestKillSwitches:

@@ -5,48 +5,66 @@ It is separate from the runtime (`ControlPlane`): reading a log never needs a mo
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from charter._authn import Authenticator
 from charter._events import ApprovalDecided
 from charter._export import run_record
-from charter._identity import IssuedCredential, create_agent_identity, create_human
+from charter._federation import federated_person, federation_for
+from charter._identity import (
+    DEFAULT_AGENT_TTL_S,
+    IssuedCredential,
+    create_agent_identity,
+    create_human,
+    initialise,
+)
 from charter._retention import RetentionPlan, apply_retention, plan_retention
 from charter._time import iso, utcnow
 from charter.exceptions import (
     ApprovalRefused,
-    CredentialError,
+    NotAuthorized,
     NotFoundError,
     PayloadPurged,
     ReasonInvalid,
+    StateError,
     UserError,
 )
-from charter.gate import hash_token
+from charter.identity import Grant, parse_grants
 from charter.privacy import Vault, redact_text
-from charter.store import CacheEntry, KillSwitch, open_store
+from charter.store import CacheEntry, IdentityRecord, KillSwitch, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from charter._config import Config
     from charter._contract import Contract
+    from charter.identity._oidc import ProviderConfig
     from charter.store import (
         ApprovalRecord,
         ChainReport,
         ControlEntry,
-        IdentityRecord,
         RunRecord,
         Store,
         StoredEvent,
     )
+    from charter.store._audit import StoreReport
+    from charter.store._checkpoint import Checkpoint
     from charter.store._privacy import PurgeCounts
 
 __all__ = ["Client"]
 
 
 class Client:
-    """Read runs and administer identities and kill switches in one Charter store."""
+    """Read runs, and administer identities and kill switches, in one Charter store.
+
+    Every change is made by an authenticated principal whose grants cover it: the credential
+    (a Charter token or an IdP's JWT) is given to each call, never kept.
+    """
 
     def __init__(self, config: Config) -> None:
         """Open the store the config names."""
@@ -57,6 +75,8 @@ class Client:
             keys=config.keys(),
             upgrade=config.auto_upgrade,
         )
+        self.auth = Authenticator(self.store, federation=federation_for(self.store))
+        """Turns credentials into principals for this store."""
 
     def __enter__(self) -> Client:
         """Use as a context manager to close the store when done."""
@@ -98,6 +118,16 @@ class Client:
         """Verify one run's hash chain and seal, or every run's."""
         return self.store.verify(run_id)
 
+    def audit(
+        self, *, checkpoint: Checkpoint | None = None, trusted: Ed25519PublicKey | None = None
+    ) -> StoreReport:
+        """Verify the whole store; against `checkpoint` (signed by `trusted`) if given."""
+        return self.store.audit(checkpoint=checkpoint, trusted=trusted)
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign the store's ledger head with the configured signing key, and record it."""
+        return self.store.checkpoint(self.config.signing_key())
+
     def cancel(self, run_id: str, *, by: str, token: str | None, reason: str) -> RunRecord:
         """Cancel a run as operator `by`: at once if it waits, else at its worker's next step.
 
@@ -105,8 +135,16 @@ class Client:
             CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
             StateError: The run already ended.
         """
-        operator = self.authenticate(by, token, role="operator")
-        return self.store.cancel_run(run_id, by=operator.name, reason=_checked_reason(reason))
+        person = self.auth.person(token, name=by)
+        record = self.store.get_run(run_id)
+        self.auth.authorize(
+            person,
+            "operator",
+            action=f"cancel {run_id}",
+            tenant=record.tenant_id,
+            workflow=record.workflow,
+        )
+        return self.store.cancel_run(run_id, by=person.name, reason=_checked_reason(reason))
 
     # --- approvals ----------------------------------------------------------------------------
     def approvals(
@@ -141,11 +179,13 @@ class Client:
 
         Raises:
             CredentialError: `token` is not `approver`'s active credential.
-            ApprovalRefused: A malformed reason, the wrong role, separation of duties, or a
-                second vote by the same person.
+            NotAuthorized: No approver grant of theirs covers the request's tenant, workflow
+                and tier.
+            ApprovalRefused: A malformed reason, separation of duties, or a second vote by the
+                same person.
             StateError: The request is not pending (decided, expired, or its run ended).
         """
-        person = self.authenticate(approver, token)
+        person = self.auth.person(token, name=approver)
         return self.store.decide_approval(
             request_id,
             approver=person,
@@ -157,52 +197,281 @@ class Client:
     def authenticate(
         self, name: str, token: str | None, *, role: str | None = None
     ) -> IdentityRecord:
-        """The active human principal `name`, proven by `token`.
+        """The active person `name`, proven by `token`, holding `role` (over some scope).
 
         Raises:
-            CredentialError: No token, a token of someone else, a revoked one, or a missing role.
+            CredentialError: No token, a token of someone else, a revoked or expired one.
+            NotAuthorized: They hold no grant of `role` at all.
         """
-        if not token:
-            raise CredentialError(
-                f"acting as {name} needs {name}'s credential",
-                hint="export CHARTER_TOKEN=<the token `charter identity create --human` printed>",
+        person = self.auth.person(token, name=name)
+        if role is not None and role not in person.roles:
+            raise NotAuthorized(
+                f"{person.name} does not have the {role} role",
+                hint=f"an admin grants it: charter identity update {person.id} --role {role}",
             )
-        found = self.store.identity_by_token_hash(hash_token(token))
-        if found is None or found.kind != "human" or found.name != name:
-            raise CredentialError(f"the credential given is not {name}'s")
-        if not found.active:
-            raise CredentialError(f"{name}'s credential was revoked ({found.id})")
-        if role is not None and role not in found.roles:
-            raise CredentialError(
-                f"{name} does not have the {role} role",
-                hint=f"charter identity create --human {name} --role {role}",
-            )
-        return found
+        return person
+
+    def _operator(
+        self,
+        name: str | None,
+        token: str | None,
+        *,
+        action: str,
+        tenant: str | None,
+        workflow: str | None,
+    ) -> IdentityRecord:
+        """The operator acting (`name`, or whoever holds `token`), cleared for this scope."""
+        person = self.auth.person(token, name=name)
+        self.auth.authorize(person, "operator", action=action, tenant=tenant, workflow=workflow)
+        return person
 
     # --- identities ---------------------------------------------------------------------------
-    def create_agent_identity(
-        self, *, agent: str, workflow: str, tenant_id: str, environment: str = "dev"
+    def init(
+        self,
+        *,
+        name: str = "admin",
+        ttl_s: float | None = None,
+        reason: str = "initialised",
+        demo: bool = False,
     ) -> IssuedCredential:
-        """Issue an agent identity for one environment; the returned token is shown once."""
+        """Give a new store its first admin; the returned token is shown once, kept nowhere.
+
+        Refused on a store that has an admin, and on one that does not verify: an admin made
+        now would vouch for whatever someone slipped into it.
+
+        Raises:
+            StateError: The store has an admin already, or it does not verify.
+        """
+        self._check_uninitialised()
+        return initialise(
+            self.store, name=name, ttl_s=ttl_s, reason=_checked_reason(reason), demo=demo
+        )
+
+    def init_federated(
+        self, provider: ProviderConfig, *, subject: str, reason: str = "initialised"
+    ) -> IdentityRecord:
+        """Give a new store its first admin: the person `provider` vouches for as `subject`.
+
+        The issuer is registered as trusted, and `subject` holds the admin role on record; no
+        Charter token is made: they sign in with their IdP's JWT.
+
+        Raises:
+            StateError: The store has an admin already, or it does not verify.
+            UserError: The subject is not usable.
+        """
+        self._check_uninitialised()
+        why = _checked_reason(reason)
+        record, key = federated_person(provider, subject, grants=(Grant(role="admin"),))
+        self.store.add_provider(
+            provider.issuer, provider.model_dump_json(), actor=record.subject, reason=why
+        )
+        init = {"key": "store", "admin": record.id, "reason": why, "issuer": provider.issuer}
+        return self.store.add_identity(
+            record, token_hash=key, actor=record.subject, reason=why, init=init
+        )
+
+    def _check_uninitialised(self) -> None:
+        if self.store.initialisation() is not None:
+            raise StateError(
+                "this store was initialised already; it has an admin",
+                hint="ask an admin for a credential (`charter identity create`)",
+            )
+        if not self.store.audit().ok:
+            raise StateError(
+                "this store does not verify, so it gets no admin: an admin now would vouch for "
+                "what was changed in it",
+                hint="`charter audit verify` says what is wrong",
+            )
+
+    def add_provider(
+        self, provider: ProviderConfig, *, credential: str | None, reason: str
+    ) -> None:
+        """Trust an OIDC issuer (or replace its configuration), as an unscoped admin.
+
+        Raises:
+            CredentialError: Not an admin's credential.
+            NotAuthorized: The admin is scoped: an issuer's people may reach every tenant.
+        """
+        actor = self._admin(
+            credential, action=f"trust {provider.issuer}", reach=[Grant(role="admin")]
+        )
+        self.store.add_provider(
+            provider.issuer,
+            provider.model_dump_json(),
+            actor=actor,
+            reason=_checked_reason(reason),
+        )
+
+    def remove_provider(self, issuer: str, *, credential: str | None, reason: str) -> None:
+        """Stop trusting an issuer, as an unscoped admin; its tokens are refused at once.
+
+        Raises:
+            CredentialError: Not an admin's credential.
+            NotAuthorized: The admin is scoped.
+            NotFoundError: The issuer is not registered.
+        """
+        actor = self._admin(credential, action=f"distrust {issuer}", reach=[Grant(role="admin")])
+        self.store.remove_provider(issuer, actor=actor, reason=_checked_reason(reason))
+
+    def providers(self) -> list[dict[str, Any]]:
+        """The trusted issuers with their configuration, and any problem with their record."""
+        return [
+            {"issuer": issuer, "config": json.loads(config), "problem": problem}
+            for issuer, config, problem in self.store.providers()
+        ]
+
+    def _admin(
+        self, credential: str | IdentityRecord | None, *, action: str, reach: Sequence[Grant]
+    ) -> str:
+        """The subject of the admin acting, once every grant in `reach` is within theirs.
+
+        `credential` may be a person authenticated already (to authenticate before looking up
+        what they act on: an unknown id must not tell a stranger it does not exist).
+        """
+        admin = (
+            credential if isinstance(credential, IdentityRecord) else self.auth.person(credential)
+        )
+        held = [g for g in admin.grants if g.role == "admin"]
+        for wanted in reach:
+            if not any(wanted.within(g) for g in held):
+                raise NotAuthorized(
+                    f"{admin.name} may not {action}: that needs an admin grant covering "
+                    f"{wanted}; they hold {', '.join(str(g) for g in admin.grants) or 'none'}",
+                    hint="an unscoped admin can; scoped admins act within their tenant",
+                )
+        return admin.subject
+
+    def create_agent_identity(
+        self,
+        *,
+        agent: str,
+        workflow: str,
+        tenant_id: str,
+        environment: str = "dev",
+        ttl_s: float | None = DEFAULT_AGENT_TTL_S,
+        credential: str | None,
+        reason: str,
+    ) -> IssuedCredential:
+        """Issue an agent identity for one environment, as the admin `credential` proves.
+
+        The returned token is shown once.
+
+        Raises:
+            CredentialError: Not an admin's credential.
+            NotAuthorized: The admin's grants do not reach this tenant and workflow.
+            StateError: One is active already for this agent, workflow, tenant and environment.
+        """
+        scope = Grant(role="admin", tenant=tenant_id, workflow=workflow)
+        actor = self._admin(credential, action=f"issue a credential for {tenant_id}", reach=[scope])
         return create_agent_identity(
             self.store,
             agent=agent,
             workflow=workflow,
             tenant_id=tenant_id,
             environment=environment,
+            ttl_s=ttl_s,
+            actor=actor,
+            reason=_checked_reason(reason),
         )
 
-    def create_human(self, *, name: str, roles: Sequence[str]) -> IssuedCredential:
-        """Issue a human principal; the returned token is shown once."""
-        return create_human(self.store, name=name, roles=roles)
+    def create_human(
+        self,
+        *,
+        name: str,
+        roles: Sequence[str],
+        ttl_s: float | None = None,
+        credential: str | None,
+        reason: str,
+    ) -> IssuedCredential:
+        """Issue a person's credential with scoped roles, as the admin `credential` proves.
+
+        Raises:
+            CredentialError: Not an admin's credential.
+            NotAuthorized: A role reaches past the admin's own scope.
+            UserError: A bad role, or a name that could pass for another person's.
+        """
+        grants = parse_grants(roles)
+        actor = self._admin(credential, action=f"create {name!r}", reach=grants)
+        return create_human(
+            self.store,
+            name=name,
+            roles=grants,
+            ttl_s=ttl_s,
+            actor=actor,
+            reason=_checked_reason(reason),
+        )
+
+    def update_identity(
+        self, identity_id: str, *, roles: Sequence[str], credential: str | None, reason: str
+    ) -> IdentityRecord:
+        """Replace a person's roles, as the admin `credential` proves.
+
+        Raises:
+            CredentialError: Not an admin's credential.
+            NotAuthorized: The old or the new roles reach past the admin's scope.
+            StateError: The identity is not an active person, or this would leave the store
+                without an unscoped admin.
+        """
+        person = self.auth.person(credential)
+        grants = parse_grants(roles)
+        target = self._identity(identity_id)
+        actor = self._admin(
+            person, action=f"change {target.name}'s roles", reach=[*target.grants, *grants]
+        )
+        if not any(g == Grant(role="admin") for g in grants):
+            self._keep_an_admin(target)
+        return self.store.update_identity(
+            identity_id, grants=grants, actor=actor, reason=_checked_reason(reason)
+        )
 
     def identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
         """Principals (never their credentials)."""
         return self.store.list_identities(include_revoked=include_revoked)
 
-    def revoke(self, identity_id: str) -> IdentityRecord:
-        """Revoke a credential; the gate refuses it from the next call on."""
-        return self.store.revoke_identity(identity_id)
+    def revoke(self, identity_id: str, *, credential: str | None, reason: str) -> IdentityRecord:
+        """Revoke a credential as the admin `credential` proves; the gate refuses it at once.
+
+        Raises:
+            CredentialError: Not an admin's credential.
+            NotAuthorized: The identity is outside the admin's scope.
+            StateError: It is the store's last unscoped admin.
+        """
+        person = self.auth.person(credential)
+        target = self._identity(identity_id)
+        reach = (
+            [Grant(role="admin", tenant=target.tenant_id, workflow=target.workflow)]
+            if target.kind == "agent"
+            else list(target.grants)
+        )
+        actor = self._admin(person, action=f"revoke {target.name}", reach=reach)
+        self._keep_an_admin(target)
+        return self.store.revoke_identity(identity_id, actor=actor, reason=_checked_reason(reason))
+
+    def _identity(self, identity_id: str) -> IdentityRecord:
+        found = self.store.get_identity(identity_id)
+        if found is None:
+            raise NotFoundError(
+                f"identity {identity_id!r} does not exist",
+                hint="`charter identity list --all` shows the identities",
+            )
+        return found
+
+    def _keep_an_admin(self, leaving: IdentityRecord) -> None:
+        """Refuse to take away the last unscoped admin: nobody could administer the store."""
+        if Grant(role="admin") not in leaving.grants or leaving.revoked_at is not None:
+            return
+        others = [
+            i
+            for i in self.store.list_identities()
+            if i.id != leaving.id and i.active and Grant(role="admin") in i.grants
+        ]
+        if not others:
+            raise StateError(
+                f"{leaving.name} is the store's last unscoped admin; without one nobody could "
+                "administer it",
+                hint="create another admin first: charter identity create --human NAME --role "
+                'admin --reason "..."',
+            )
 
     # --- kill switches ----------------------------------------------------------------------
     def kill(
@@ -238,8 +507,14 @@ class Client:
         scope: tuple[str | None, str | None, str | None, str | None],
     ) -> KillSwitch:
         """A switch of this (agent, workflow, tenant, tool) scope, by an authenticated operator."""
-        operator = self.authenticate(by, token, role="operator")
         agent, workflow, tenant_id, tool = scope
+        operator = self._operator(
+            by,
+            token,
+            action="engage or release this kill switch",
+            tenant=tenant_id,
+            workflow=workflow,
+        )
         return KillSwitch(
             agent=agent,
             workflow=workflow,
@@ -310,7 +585,9 @@ class Client:
             CredentialError: `token` is not `by`'s credential, or `by` is not an operator.
             ReasonInvalid: The reason is missing, multi-line or too long.
         """
-        operator = self.authenticate(by, token, role="operator")
+        operator = self._operator(
+            by, token, action="clear these cached answers", tenant=tenant_id, workflow=workflow
+        )
         return self.store.cache_clear(
             by=operator.name,
             reason=_checked_reason(reason),
@@ -320,23 +597,6 @@ class Client:
         )
 
     # --- data protection --------------------------------------------------------------------
-    def operator(self, name: str | None, token: str | None) -> IdentityRecord:
-        """The operator acting: `name` proven by `token`, or (no name) whoever holds `token`.
-
-        Raises:
-            CredentialError: No token, an unknown or revoked one, another person's, or a
-                person without the operator role.
-        """
-        if name is not None:
-            return self.authenticate(name, token, role="operator")
-        found = self.store.identity_by_token_hash(hash_token(token)) if token else None
-        if found is None or found.kind != "human":
-            raise CredentialError(
-                "this needs an operator's credential",
-                hint="export CHARTER_TOKEN=<an operator's token from `charter identity create`>",
-            )
-        return self.authenticate(found.name, token, role="operator")
-
     def break_glass(
         self, run_id: str, *, by: str | None, token: str | None, reason: str
     ) -> dict[str, Any]:
@@ -351,9 +611,17 @@ class Client:
             ReasonInvalid: The reason is missing, multi-line or too long.
             NotFoundError: No such run.
         """
-        operator = self.operator(by, token)
+        person = self.auth.person(token, name=by)
         why = _checked_reason(reason)
         record = self.store.get_run(run_id)
+        self.auth.authorize(
+            person,
+            "operator",
+            action=f"read {run_id}'s raw payloads",
+            tenant=record.tenant_id,
+            workflow=record.workflow,
+        )
+        operator = person
         sealed = self.store.raw_payloads(run_id)
         self.store.record_break_glass(run_id, by=operator.name, reason=why, names=sorted(sealed))
         vault = Vault.for_store(self.store)
@@ -394,7 +662,16 @@ class Client:
             CredentialError: Not an operator's credential.
             ReasonInvalid: The reason is missing, multi-line or too long.
         """
-        operator = self.operator(by, token)
+        operator = self.auth.person(token, name=by)
+        for contract in contracts:
+            for tenant in contract.tenants:
+                self.auth.authorize(
+                    operator,
+                    "operator",
+                    action=f"purge {contract.workflow}'s data",
+                    tenant=tenant,
+                    workflow=contract.workflow,
+                )
         why = _checked_reason(reason)
         plan = self.retention_plan(contracts, now=now)
         return plan, apply_retention(self.store, plan, by=operator.name, reason=why)

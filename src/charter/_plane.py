@@ -14,6 +14,7 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from charter._authn import Authenticator
 from charter._events import (
     ApprovalExpired,
     ApprovalRequested,
@@ -22,6 +23,7 @@ from charter._events import (
     RunStarted,
     RunSuspended,
 )
+from charter._federation import federation_for
 from charter._telemetry import Telemetry, default_telemetry
 from charter._time import iso, utcnow
 from charter.engine import (
@@ -35,8 +37,8 @@ from charter.engine import (
     Workflow,
     agent_loop,
 )
-from charter.exceptions import CharterError, CredentialError, LeaseLost, StateError
-from charter.gate import Executor, Gate, RunState, hash_token
+from charter.exceptions import CharterError, LeaseLost, StateError
+from charter.gate import Executor, Gate, RunState
 from charter.privacy import Vault
 from charter.store import ReleaseRun
 from charter.store._lease import new_owner
@@ -84,6 +86,8 @@ class ControlPlane:
         self.gate = Gate(
             store, clock=clock, executor=executor, vault=self.vault, telemetry=self.telemetry
         )
+        self.auth = Authenticator(store, clock=clock, federation=federation_for(store))
+        """Turns a run's credential (a Charter token or an IdP's JWT) into its principal."""
 
     def close(self) -> None:
         """Release the gate's tool threads."""
@@ -111,14 +115,10 @@ class ControlPlane:
             lease_owner: Start the run leased to this owner, to resume it here.
 
         Raises:
-            CredentialError: The credential is unknown or revoked; no run is started.
+            CredentialError: The credential is unknown, forged, revoked, expired, or a
+                person's; no run is started.
         """
-        identity = self.store.identity_by_token_hash(hash_token(credential))
-        if identity is None or not identity.active:
-            problem = "unknown" if identity is None else f"revoked ({identity.id})"
-            raise CredentialError(
-                f"credential is {problem}", hint="issue one with `charter identity create`"
-            )
+        identity = self.auth.principal(credential, kind="agent")
         agent = workflow.agent
         contract = agent.contract
         run_id = "run_" + secrets.token_hex(8)

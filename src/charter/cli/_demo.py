@@ -101,9 +101,18 @@ def demo(ctx: click.Context, as_json: bool) -> None:
         f"replay {first}",
         f"runs export {first} --format jsonl",
         "audit verify",
+        "audit checkpoint --out checkpoint.json",
         f"policy test {cases}",
     ):
         console.print(f"  {charter} {command}", soft_wrap=True)
+    console.print(
+        "This store's admin (the demo made it; its token is shown once, here):", soft_wrap=True
+    )
+    console.print(
+        f"  CHARTER_TOKEN={report.admin_token} {charter} identity create --human you "
+        '--role operator:tenant=acme --reason "trying Charter"',
+        soft_wrap=True,
+    )
 
 
 def _program() -> str:

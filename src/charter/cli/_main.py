@@ -13,7 +13,7 @@ from charter.cli._cache import cache
 from charter.cli._contract import contract
 from charter.cli._db import db
 from charter.cli._demo import demo
-from charter.cli._identity import identity
+from charter.cli._identity import identity, idp, init
 from charter.cli._kill import kill, kill_switches, unkill
 from charter.cli._policy import policy
 from charter.cli._privacy import break_glass, retention
@@ -48,6 +48,8 @@ for command in (
     demo,
     explain,
     identity,
+    idp,
+    init,
     kill,
     kill_switches,
     policy,

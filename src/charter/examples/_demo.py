@@ -21,7 +21,7 @@ from charter._plane import ControlPlane, RunResult
 from charter.engine import Workflow, agent_loop
 from charter.examples._payments import payments_tools
 from charter.examples._support import support_tools
-from charter.exceptions import ModelError
+from charter.exceptions import ModelError, StateError
 from charter.models import ScriptedModel, ScriptedTurn
 from charter.policy import CedarPolicy
 from charter.sandbox import PaymentsSandbox, SupportSandbox
@@ -76,6 +76,8 @@ class DemoReport:
     database: str
     approver_token: str
     """The demo approver's credential, shown once so the user can approve a held refund."""
+    admin_token: str
+    """The demo store's admin credential, shown once so the user can try `charter identity`."""
 
 
 # (tenant, charge id, amount in cents, currency, customer email)
@@ -196,8 +198,8 @@ def _disputes() -> list[Dispute]:
 
 
 def _seed(sandbox_dir: Path, disputes: list[Dispute]) -> tuple[PaymentsSandbox, SupportSandbox]:
-    # The sandboxes stand in for third-party services: each demo starts them afresh, while
-    # Charter's own log keeps every earlier run.
+    # The sandboxes stand in for third-party services: each demo starts them afresh, and its
+    # store with them.
     shutil.rmtree(sandbox_dir, ignore_errors=True)
     payments = PaymentsSandbox(sandbox_dir / "payments.db")
     support = SupportSandbox(sandbox_dir / "support.db")
@@ -268,34 +270,67 @@ def workflows(config: Config) -> list[Workflow]:
     return [billing_workflow(config)]
 
 
-def _credentials(client: Client, environment: str) -> tuple[dict[str, str], str]:
-    """Fresh agent credentials per tenant and a fresh demo approver; earlier ones revoked."""
-    tokens: dict[str, str] = {}
-    for old in client.identities():
-        mine = (old.agent, old.workflow) == (AGENT, WORKFLOW) or old.name == APPROVER
-        if mine:
-            client.revoke(old.id)
-    for tenant in ("acme", "globex"):
-        issued = client.create_agent_identity(
-            agent=AGENT, workflow=WORKFLOW, tenant_id=tenant, environment=environment
+def _fresh_store(config: Config) -> None:
+    """Make the demo's store anew: the one it made last time, or an empty one, never another.
+
+    The demo gives its store an admin (whose token it prints), so it must never run on a
+    store someone else administers: that would hand out credentials there.
+
+    Raises:
+        StateError: The store is not the demo's own (it has an admin, or runs, of its own), or
+            it is the demo's but on PostgreSQL, where the demo does not drop schemas.
+    """
+    with Client(config) as client:
+        made = client.store.initialisation()
+        empty = not client.runs(limit=1) and not client.identities(include_revoked=True)
+    if made is None and empty:
+        return
+    where = config.database_url
+    if made is None or made.get("demo") != "yes":
+        raise StateError(
+            f"{where} is not the demo's store: the demo makes a store of its own",
+            hint="run it with another --home (or CHARTER_DATABASE_URL) of its own",
         )
-        tokens[tenant] = issued.token
-    approver = client.create_human(name=APPROVER, roles=["approver"])
-    return tokens, approver.token
+    if not where.startswith("sqlite://"):
+        raise StateError(
+            f"the demo's store at {where} is remade only on SQLite",
+            hint="point CHARTER_DATABASE_URL at a new schema, or unset it for the SQLite default",
+        )
+    path = Path(where.removeprefix("sqlite://"))
+    for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        stale.unlink(missing_ok=True)
 
 
 def run_demo(config: Config) -> DemoReport:
-    """Run every dispute through the control plane and report what happened."""
+    """Run every dispute through the control plane and report what happened.
+
+    Each demo starts afresh: its sandboxes, and its own store with its own admin.
+    """
     disputes = _disputes()
     payments, _ = _seed(config.home / "sandbox", disputes)
     workflow = billing_workflow(config)
+    _fresh_store(config)
     with Client(config) as client:
         database = client.store.name
-        for stale in client.runs(limit=10_000):
-            if stale.workflow == WORKFLOW and not stale.final:
-                # Their sandbox state is gone; they must not resume against the new one.
-                client.store.cancel_run(stale.run_id, by="charter demo", reason="demo restarted")
-        tokens, approver_token = _credentials(client, workflow.agent.contract.environment.value)
+        admin = client.init(name="demo-admin", reason="charter demo: a store of its own", demo=True)
+        environment = workflow.agent.contract.environment.value
+        tokens = {
+            tenant: client.create_agent_identity(
+                agent=AGENT,
+                workflow=WORKFLOW,
+                tenant_id=tenant,
+                environment=environment,
+                credential=admin.token,
+                reason="the demo agent's credential",
+            ).token
+            for tenant in ("acme", "globex")
+        }
+        approver = client.create_human(
+            name=APPROVER,
+            roles=[f"approver:workflow={WORKFLOW}"],
+            credential=admin.token,
+            reason="the demo's finance approver",
+        )
         plane = ControlPlane(client.store)
         try:
             runs = [
@@ -327,7 +362,8 @@ def run_demo(config: Config) -> DemoReport:
         foreign_refunds=foreign,
         injection_target_refunds=payments.refund_count("ch_globex_2002"),
         database=database,
-        approver_token=approver_token,
+        approver_token=approver.token,
+        admin_token=admin.token,
     )
 
 

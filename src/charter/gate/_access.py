@@ -44,7 +44,15 @@ def check_principal(call: Call, controls: Controls) -> CheckResult:
             "principal", f"unknown principal {call.run.principal_id}", "identities"
         )
     call.identity = identity
-    if not identity.active:
+    if identity.problem is not None:
+        # Inserted or changed in the database without Charter: its control-log entry does not
+        # vouch for it, so nothing it claims (scope, environment) can be believed.
+        return CheckResult.denied(
+            "principal",
+            f"the record of {identity.id} is refused: {identity.problem}",
+            f"identity:{identity.id}",
+        )
+    if identity.revoked_at is not None:
         return CheckResult.denied(
             "principal", f"credential of {identity.id} was revoked", f"identity:{identity.id}"
         )

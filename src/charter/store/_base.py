@@ -33,9 +33,17 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
 
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+    from charter.identity import Grant
     from charter.privacy import KeyProvider
+    from charter.store._audit import StoreReport
     from charter.store._cache import CacheEntry
     from charter.store._chain import ChainReport
+    from charter.store._checkpoint import Checkpoint
     from charter.store._limits import Charge, SpendRecord
     from charter.store._privacy import EndedRun, PurgeCounts
 
@@ -256,28 +264,64 @@ class Lease:
 
 @dataclass(frozen=True, kw_only=True)
 class IdentityRecord:
-    """A principal: an agent identity (agent, workflow, tenant) or a human with roles."""
+    """A principal: an agent identity (agent, workflow, tenant) or a human with scoped roles."""
 
     id: str
     kind: Literal["agent", "human"]
     name: str
+    """As given at creation, for display; `subject` is what separation of duties compares."""
+    subject: str = ""
+    """The canonical subject (NFKC, case-folded, trimmed): one per person, across Charter tokens
+    and identity providers."""
     agent: str | None = None
     workflow: str | None = None
     tenant_id: str | None = None
-    roles: tuple[str, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    """A human's roles, each with its scopes."""
     created_at: str = ""
     revoked_at: str | None = None
     environment: str = "dev"
     """The environment the credential may act in; a dev credential cannot act in prod."""
+    expires_at: str | None = None
+    """When the credential stops authenticating (ISO time); None: never."""
+    issuer: str = "charter"
+    """`charter` for Charter's own tokens, else the OIDC issuer that vouches for the principal."""
+    problem: str | None = None
+    """Set by the store when the record does not match its control-log entry: it was inserted
+    or changed outside Charter, and is refused wherever it is presented."""
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The role names of the grants, without their scopes."""
+        return tuple(dict.fromkeys(g.role for g in self.grants))
 
     @property
     def active(self) -> bool:
-        """False once revoked."""
-        return self.revoked_at is None
+        """Neither revoked nor altered outside Charter."""
+        return self.revoked_at is None and self.problem is None
+
+    def expired(self, now: str) -> bool:
+        """Whether the credential has expired by `now` (an ISO time)."""
+        return self.expires_at is not None and self.expires_at <= now
+
+    def may(
+        self,
+        role: str,
+        *,
+        tenant: str | None = None,
+        workflow: str | None = None,
+        tier: str | None = None,
+    ) -> bool:
+        """Whether one of the grants allows `role` over this scope (None: over every value)."""
+        return any(g.covers(role, tenant=tenant, workflow=workflow, tier=tier) for g in self.grants)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; never contains the credential or its hash."""
-        return {**self.__dict__, "roles": list(self.roles)}
+        return {
+            **self.__dict__,
+            "grants": [str(g) for g in self.grants],
+            "roles": list(self.roles),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -520,8 +564,30 @@ class Store(ABC):
 
     # --- identities ------------------------------------------------------------------------
     @abstractmethod
-    def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
-        """Store a new principal with its hashed credential."""
+    def add_identity(
+        self,
+        identity: IdentityRecord,
+        *,
+        token_hash: str,
+        actor: str = "store",
+        reason: str = "issued through the store",
+        init: dict[str, Any] | None = None,
+    ) -> IdentityRecord:
+        """Store a new principal with its hashed credential; `actor` did it, for `reason`.
+
+        The change is a control-log entry, written with the principal in one transaction. With
+        `init`, the principal is the store's first admin (refused if it has one).
+        """
+
+    @abstractmethod
+    def initialisation(self) -> dict[str, Any] | None:
+        """What was recorded when the store got its first admin; None if it has none yet."""
+
+    @abstractmethod
+    def update_identity(
+        self, identity_id: str, *, grants: Sequence[Grant], actor: str, reason: str
+    ) -> IdentityRecord:
+        """Replace a person's grants, on the control log; raises NotFoundError."""
 
     @abstractmethod
     def identity_by_token_hash(self, token_hash: str) -> IdentityRecord | None:
@@ -536,8 +602,41 @@ class Store(ABC):
         """Principals, oldest first."""
 
     @abstractmethod
-    def revoke_identity(self, identity_id: str) -> IdentityRecord:
-        """Revoke a principal's credential; raises NotFoundError."""
+    def revoke_identity(
+        self, identity_id: str, *, actor: str = "store", reason: str = "revoked through the store"
+    ) -> IdentityRecord:
+        """Revoke a principal's credential, on the control log; raises NotFoundError."""
+
+    @abstractmethod
+    def identity_problems(self) -> list[tuple[str, str]]:
+        """(identity id, problem) for each principal that does not match the control log."""
+
+    # --- audit ---------------------------------------------------------------------------
+    @abstractmethod
+    def audit(
+        self,
+        *,
+        checkpoint: Checkpoint | None = None,
+        trusted: Ed25519PublicKey | None = None,
+    ) -> StoreReport:
+        """Verify the whole store (runs, control log, ledger, identities, `checkpoint`)."""
+
+    @abstractmethod
+    def checkpoint(self, private: Ed25519PrivateKey) -> Checkpoint:
+        """Sign the ledger's head (after claiming every run's) and record the checkpoint."""
+
+    # --- identity providers --------------------------------------------------------------
+    @abstractmethod
+    def add_provider(self, issuer: str, config: str, *, actor: str, reason: str) -> None:
+        """Register (or replace) an OIDC issuer's configuration (JSON), on the control log."""
+
+    @abstractmethod
+    def remove_provider(self, issuer: str, *, actor: str, reason: str) -> None:
+        """Stop trusting an issuer, on the control log; raises NotFoundError."""
+
+    @abstractmethod
+    def providers(self) -> list[tuple[str, str, str | None]]:
+        """Registered issuers: (issuer, configuration JSON, problem if altered, else None)."""
 
     # --- kill switches ---------------------------------------------------------------------
     @abstractmethod

@@ -54,7 +54,15 @@ class CacheSql:
     def _reading(self) -> AbstractContextManager[Db]: ...
 
     @abstractmethod
-    def _log_control(self, db: Db, *, actor: str, action: str, detail: dict[str, Any]) -> None: ...
+    def _log_control(
+        self,
+        db: Db,
+        *,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+        subject_id: str | None = None,
+    ) -> tuple[int, str]: ...
 
     def cache_get(self, key: str, *, now: str) -> CacheEntry | None:
         """The live entry under `key` (expiring after `now`), or None."""

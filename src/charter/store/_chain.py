@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
     "GENESIS",
@@ -121,6 +121,11 @@ class ChainRow(NamedTuple):
 
 def _link_problem(run_id: str, row: ChainRow, expected_seq: int, expected_prev: str) -> str | None:
     """What is wrong with one stored event, given the event before it; None: nothing."""
+    if not _well_typed(row):
+        return (
+            f"event {expected_seq} holds a value of the wrong type (a BLOB or number where text "
+            "belongs): it was written outside Charter"
+        )
     if row.seq != expected_seq:
         return f"event {expected_seq} is missing (next stored is {row.seq})"
     if row.prev_hash != expected_prev:
@@ -143,6 +148,19 @@ def _link_problem(run_id: str, row: ChainRow, expected_seq: int, expected_prev: 
     return None
 
 
+def _well_typed(row: ChainRow) -> bool:
+    """Whether every field of a stored event has its type; SQLite stores whatever it is given."""
+    return (
+        type(row.seq) is int
+        and type(row.ts) is str
+        and type(row.kind) is str
+        and type(row.payload) is str
+        and type(row.prev_hash) is str
+        and type(row.hash) is str
+        and (row.digest is None or type(row.digest) is str)
+    )
+
+
 def verify_chain(
     *,
     run_id: str,
@@ -152,10 +170,17 @@ def verify_chain(
     head_mac: str,
     summary: str,
     key: bytes,
+    claims: Mapping[int, str] | None = None,
 ) -> ChainReport:
-    """Walk a run's events in sequence order and report the first broken link."""
+    """Walk a run's events in sequence order and report the first broken link.
+
+    `claims` are what the store's ledger recorded of this chain (sequence number -> hash): the
+    chain must still hold each of them, so a chain restored from an older copy, its own seal
+    valid, is caught too.
+    """
     expected_prev = GENESIS
     checked = purged = 0
+    claims = claims or {}
 
     def broken(seq: int, problem: str) -> ChainReport:
         return ChainReport(
@@ -165,21 +190,64 @@ def verify_chain(
     for expected_seq, row in enumerate(rows, start=1):
         problem = _link_problem(run_id, row, expected_seq, expected_prev)
         if problem is not None:
-            return broken(min(row.seq, expected_seq), problem)
+            return broken(expected_seq, problem)
+        if claims.get(expected_seq, row.hash) != row.hash:
+            return broken(
+                expected_seq,
+                f"event {expected_seq} is not the one the store's ledger recorded: the chain was "
+                "replaced from another copy",
+            )
         purged += row.digest is not None and is_marker(row.payload)
         expected_prev = row.hash
         checked += 1
-    if checked != head_seq or expected_prev != head_hash:
-        return broken(
-            checked + 1,
-            f"the log ends at event {checked} but the run's head says {head_seq}: "
-            "events were truncated or the head was rewritten",
-        )
-    expected = seal(key, run_id=run_id, seq=head_seq, head_hash=head_hash, summary=summary)
-    if not hmac.compare_digest(expected, head_mac):
-        return broken(
-            head_seq,
-            "the run's seal does not match: its events were rewritten or truncated, or its "
-            "summary row (tenant, status, outcome, cost) was edited",
-        )
+    ended = _end_problem(
+        checked=checked,
+        last_hash=expected_prev,
+        recorded=max(claims, default=0),
+        head=(head_seq, head_hash, head_mac, summary),
+        expected_mac=lambda: seal(
+            key, run_id=run_id, seq=head_seq, head_hash=head_hash, summary=summary
+        ),
+    )
+    if ended is not None:
+        return broken(*ended)
     return ChainReport(run_id=run_id, ok=True, events_checked=checked, events_purged=purged)
+
+
+def _end_problem(
+    *,
+    checked: int,
+    last_hash: str,
+    recorded: int,
+    head: tuple[object, object, object, object],
+    expected_mac: Callable[[], str],
+) -> tuple[int, str] | None:
+    """What is wrong where a walked chain ends (where, and what); None: nothing.
+
+    The chain must reach the last event the ledger recorded, and its head row (sequence number,
+    hash, seal, summary) must name the last event walked, under a seal that verifies.
+    """
+    head_seq, head_hash, head_mac, summary = head
+    if recorded > checked:
+        return checked + 1, (
+            f"the log ends at event {checked} but the store's ledger recorded event {recorded}: "
+            "it was rolled back to an older copy, or cut short"
+        )
+    if not (
+        type(head_seq) is int
+        and type(head_hash) is str
+        and type(head_mac) is str
+        and type(summary) is str
+    ):
+        return checked + 1, "the head row holds a value of the wrong type"
+    if checked != head_seq or last_hash != head_hash:
+        return checked + 1, (
+            f"the log ends at event {checked} but the run's head says {head_seq}: "
+            "events were truncated or the head was rewritten"
+        )
+    if not hmac.compare_digest(expected_mac(), head_mac):
+        return head_seq, (
+            "the run's seal does not match: its events were rewritten or truncated, or its "
+            "summary row (tenant, status, outcome, cost) was edited"
+        )
+    return None

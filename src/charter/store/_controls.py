@@ -1,4 +1,4 @@
-"""The store's control state: identities, kill switches, the control log and shared limits.
+"""The store's control state: kill switches, the control log and shared limits.
 
 Operators change this state while runs go on; each change bumps the control version (so every
 node's gate reloads at its next call) and each kill-switch change is written to the control
@@ -12,15 +12,15 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from charter._time import iso, utcnow
-from charter.exceptions import NotFoundError, StoreError
-from charter.store._base import ControlEntry, IdentityRecord, KillSwitch
-from charter.store._chain import GENESIS, ChainReport, ChainRow, event_hash, seal, verify_chain
+from charter.store._base import ControlEntry, KillSwitch
+from charter.store._chain import GENESIS, event_hash, seal
+from charter.store._ledger import Claim, append_claims
 from charter.store._limits import SpendRecord, usd
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from charter.store._db import Db, Row
+    from charter.store._db import Db
 
 __all__ = ["CONTROL_CHAIN", "ControlSql"]
 
@@ -46,74 +46,6 @@ class ControlSql:
 
     @abstractmethod
     def _notify(self, db: Db, topic: str) -> None: ...
-
-    # --- identities ------------------------------------------------------------------------
-    def add_identity(self, identity: IdentityRecord, *, token_hash: str) -> None:
-        """Store a principal; one active agent identity per (agent, workflow, tenant)."""
-        with self._transaction() as db:
-            try:
-                db.execute(
-                    "INSERT INTO identities (id, kind, name, agent, workflow, tenant_id, roles, "
-                    "token_hash, created_at, revoked_at, environment) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                    (
-                        identity.id,
-                        identity.kind,
-                        identity.name,
-                        identity.agent,
-                        identity.workflow,
-                        identity.tenant_id,
-                        json.dumps(list(identity.roles)),
-                        token_hash,
-                        identity.created_at,
-                        identity.environment,
-                    ),
-                )
-            except self._UNIQUE_VIOLATION as exc:
-                raise StoreError(
-                    f"an active identity already exists for {identity.name}",
-                    hint="revoke it first (`charter identity revoke ID`)",
-                ) from exc
-
-    def identity_by_token_hash(self, token_hash: str) -> IdentityRecord | None:
-        """The principal holding a credential, or None."""
-        with self._reading() as db:
-            row = db.execute(
-                "SELECT * FROM identities WHERE token_hash = ?", (token_hash,)
-            ).fetchone()
-        return None if row is None else _identity_from_row(row)
-
-    def get_identity(self, identity_id: str) -> IdentityRecord | None:
-        """A principal by id, or None."""
-        with self._reading() as db:
-            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
-        return None if row is None else _identity_from_row(row)
-
-    def list_identities(self, *, include_revoked: bool = False) -> list[IdentityRecord]:
-        """Principals, oldest first."""
-        sql = "SELECT * FROM identities"
-        if not include_revoked:
-            sql += " WHERE revoked_at IS NULL"
-        with self._reading() as db:
-            rows = db.execute(sql + " ORDER BY created_at, id").fetchall()
-        return [_identity_from_row(r) for r in rows]
-
-    def revoke_identity(self, identity_id: str) -> IdentityRecord:
-        """Revoke a credential; every node sees it at its next call through the gate."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE identities SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (iso(utcnow()), identity_id),
-            )
-            row = db.execute("SELECT * FROM identities WHERE id = ?", (identity_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(
-                    f"identity {identity_id!r} does not exist",
-                    hint="`charter identity list` shows the identities",
-                )
-            if cursor.rowcount:
-                self._bump_control(db)
-        return _identity_from_row(row)
 
     # --- kill switches ---------------------------------------------------------------------
     def engage_kill_switch(self, switch: KillSwitch) -> None:
@@ -150,11 +82,14 @@ class ControlSql:
             released = cursor.rowcount > 0
             self._bump_control(db)
             if released:
-                self._log_control(
-                    db, actor=by, action="unkill", detail={"key": key, "reason": reason}
-                )
+                # The runs' rows before the log: the log's ledger claim takes the ledger's head,
+                # which an append takes last, after its run's row; in the other order the two
+                # would wait on each other.
                 paused = db.execute(
                     "UPDATE runs SET runnable = 1, paused_by = NULL WHERE paused_by = ?", (key,)
+                )
+                self._log_control(
+                    db, actor=by, action="unkill", detail={"key": key, "reason": reason}
                 )
                 if paused.rowcount:
                     self._notify(db, "runnable")
@@ -174,7 +109,19 @@ class ControlSql:
         return int(row[0])
 
     # --- the control log -------------------------------------------------------------------
-    def _log_control(self, db: Db, *, actor: str, action: str, detail: dict[str, Any]) -> None:
+    def _log_control(
+        self,
+        db: Db,
+        *,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+        subject_id: str | None = None,
+    ) -> tuple[int, str]:
+        """Append one entry (`subject_id`: the identity it changes) and claim it on the ledger.
+
+        Returns the entry's sequence number and hash.
+        """
         # Serialised by the control-version row: locked here, so two writers of the log cannot
         # both read the same head (a caller that bumped the version holds the lock already).
         db.execute(f"SELECT version FROM control_version{self._FOR_UPDATE}").fetchone()
@@ -186,9 +133,9 @@ class ControlSql:
             prev_hash=prev, run_id=CONTROL_CHAIN, seq=seq, ts=ts, kind=action, payload=payload
         )
         db.execute(
-            "INSERT INTO control_log (seq, ts, action, payload, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, ts, action, payload, prev, digest),
+            "INSERT INTO control_log (seq, ts, action, payload, prev_hash, hash, subject_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, ts, action, payload, prev, digest, subject_id),
         )
         mac = seal(self.seal_key, run_id=CONTROL_CHAIN, seq=seq, head_hash=digest, summary="")
         db.execute(
@@ -196,43 +143,20 @@ class ControlSql:
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (f"{seq}:{digest}:{mac}",),
         )
+        append_claims(
+            db,
+            self.seal_key,
+            [Claim("control", CONTROL_CHAIN, seq, digest, action)],
+            ts=ts,
+            for_update=self._FOR_UPDATE,
+        )
+        return seq, digest
 
     def control_log(self) -> list[ControlEntry]:
         """Every kill and unkill, oldest first: who, what, when and why."""
         with self._reading() as db:
             rows = db.execute("SELECT * FROM control_log ORDER BY seq").fetchall()
-        return [_entry(r["seq"], r["ts"], r["action"], json.loads(r["payload"])) for r in rows]
-
-    def verify_control_log(self) -> ChainReport:
-        """Check the control log's chain and seal, as `verify` does for a run."""
-        with self._reading() as db:
-            rows = db.execute("SELECT * FROM control_log ORDER BY seq").fetchall()
-            head = db.execute(
-                "SELECT value FROM store_settings WHERE name = 'control_head'"
-            ).fetchone()
-        seq, digest, mac = head["value"].split(":") if head is not None else ("0", GENESIS, "")
-        if head is None and not rows:
-            mac = seal(self.seal_key, run_id=CONTROL_CHAIN, seq=0, head_hash=GENESIS, summary="")
-        return verify_chain(
-            run_id=CONTROL_CHAIN,
-            rows=(
-                ChainRow(
-                    seq=r["seq"],
-                    ts=r["ts"],
-                    kind=r["action"],
-                    payload=r["payload"],
-                    prev_hash=r["prev_hash"],
-                    hash=r["hash"],
-                    digest=None,  # the control log hashes its payloads whole
-                )
-                for r in rows
-            ),
-            head_seq=int(seq),
-            head_hash=digest,
-            head_mac=mac,
-            summary="",
-            key=self.seal_key,
-        )
+        return [_entry(r["seq"], r["ts"], r["action"], _payload(r["payload"])) for r in rows]
 
     # --- shared limits ---------------------------------------------------------------------
     def spend(self, *, day: str | None = None, scope: str | None = None) -> list[SpendRecord]:
@@ -255,19 +179,16 @@ class ControlSql:
         ]
 
 
-def _identity_from_row(row: Row) -> IdentityRecord:
-    return IdentityRecord(
-        id=row["id"],
-        kind=row["kind"],
-        name=row["name"],
-        agent=row["agent"],
-        workflow=row["workflow"],
-        tenant_id=row["tenant_id"],
-        roles=tuple(json.loads(row["roles"])),
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        environment=row["environment"] or "dev",
-    )
+def _payload(text: object) -> dict[str, Any]:
+    """An entry's payload, or a placeholder for one altered into something unreadable.
+
+    The listing goes on; `charter audit verify` says which entry was altered.
+    """
+    try:
+        found = json.loads(text)  # type: ignore[arg-type] # checked by the except
+    except (TypeError, ValueError):
+        return {"actor": "?", "reason": "(unreadable: altered outside Charter)"}
+    return found if isinstance(found, dict) else {"actor": "?", "reason": "(unreadable)"}
 
 
 _ENTRY_FIELDS = frozenset({"actor", "key", "reason", "dropped"})

@@ -22,6 +22,32 @@ _PURGE_ONLY = """(OLD.digest IS NOT NULL AND substr(NEW.payload, 1, 12) = '{"pur
     AND NEW.hash IS NOT DISTINCT FROM OLD.hash AND NEW.digest IS NOT DISTINCT FROM OLD.digest
     AND NEW.step IS NOT DISTINCT FROM OLD.step)"""
 
+# The store's ledger: every run's milestones and the control log's head, in one hash chain.
+_LEDGER = """CREATE TABLE ledger (
+    seq {seq} PRIMARY KEY,
+    ts TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    head_seq {seq} NOT NULL,
+    head_hash TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+)"""
+
+# Votes cast before subjects existed name their voter by identity; the subject is its name.
+_VOTERS = """UPDATE approval_votes SET subject = (
+    SELECT lower(trim(i.name)) FROM identities i WHERE i.id = approval_votes.approver_id)"""
+
+# OIDC issuers whose tokens stand for principals: registered by an admin, sealed like identities.
+_PROVIDERS = """CREATE TABLE identity_providers (
+    issuer TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    log_seq INTEGER NOT NULL,
+    mac TEXT NOT NULL
+)"""
+
 SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, the hash-chained event log, identities, kill switches, approvals.
     (
@@ -244,6 +270,30 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE payloads ADD COLUMN key_id TEXT",
         "CREATE INDEX payloads_by_key ON payloads (key_id)",
     ),
+    # 9: trust around the gate. Identities get a canonical subject, an expiry, an issuer (Charter
+    # or an OIDC issuer) and a seal binding each row to its control-log entry; the control log
+    # names the identity an entry changes; a vote names the person who cast it; the ledger, one
+    # hash chain over every run's milestones and the control log, makes a deleted or rolled
+    # back run detectable; identity providers are registered like identities.
+    (
+        "ALTER TABLE identities ADD COLUMN subject TEXT",
+        "ALTER TABLE identities ADD COLUMN expires_at TEXT",
+        "ALTER TABLE identities ADD COLUMN issuer TEXT NOT NULL DEFAULT 'charter'",
+        "ALTER TABLE identities ADD COLUMN log_seq INTEGER",
+        "ALTER TABLE identities ADD COLUMN mac TEXT",
+        "ALTER TABLE control_log ADD COLUMN subject_id TEXT",
+        "CREATE INDEX control_log_by_subject ON control_log (subject_id, seq)",
+        "ALTER TABLE approval_votes ADD COLUMN subject TEXT",
+        _VOTERS,
+        "CREATE UNIQUE INDEX one_vote_per_person ON approval_votes (request_id, subject)",
+        _LEDGER.format(seq="INTEGER"),
+        "CREATE INDEX ledger_by_subject ON ledger (subject, head_seq)",
+        """CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
+           BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+        """CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
+           BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+        _PROVIDERS,
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -432,5 +482,25 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
            FOR EACH ROW EXECUTE FUNCTION charter_events_purge_only()""",
         "ALTER TABLE payloads ADD COLUMN key_id TEXT",
         "CREATE INDEX payloads_by_key ON payloads (key_id)",
+    ),
+    # 5: SQLite's version 9.
+    (
+        "ALTER TABLE identities ADD COLUMN subject TEXT",
+        "ALTER TABLE identities ADD COLUMN expires_at TEXT",
+        "ALTER TABLE identities ADD COLUMN issuer TEXT NOT NULL DEFAULT 'charter'",
+        "ALTER TABLE identities ADD COLUMN log_seq BIGINT",
+        "ALTER TABLE identities ADD COLUMN mac TEXT",
+        "ALTER TABLE control_log ADD COLUMN subject_id TEXT",
+        "CREATE INDEX control_log_by_subject ON control_log (subject_id, seq)",
+        "ALTER TABLE approval_votes ADD COLUMN subject TEXT",
+        _VOTERS,
+        "CREATE UNIQUE INDEX one_vote_per_person ON approval_votes (request_id, subject)",
+        _LEDGER.format(seq="BIGINT"),
+        "CREATE INDEX ledger_by_subject ON ledger (subject, head_seq)",
+        """CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON ledger
+           FOR EACH ROW EXECUTE FUNCTION charter_events_append_only()""",
+        """CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger
+           FOR EACH STATEMENT EXECUTE FUNCTION charter_events_append_only()""",
+        _PROVIDERS,
     ),
 )

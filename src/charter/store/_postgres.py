@@ -55,6 +55,7 @@ class PostgresStore(SqlStore):
     migrations = POSTGRES_MIGRATIONS
     _FOR_UPDATE = " FOR UPDATE"
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    _LEDGER_VERSION = 5
     _UNIQUE_VIOLATION = (psycopg.errors.UniqueViolation,)
 
     def __init__(

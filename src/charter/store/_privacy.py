@@ -65,7 +65,15 @@ class PrivacySql:
     def _reading(self) -> AbstractContextManager[Db]: ...
 
     @abstractmethod
-    def _log_control(self, db: Db, *, actor: str, action: str, detail: dict[str, Any]) -> None: ...
+    def _log_control(
+        self,
+        db: Db,
+        *,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+        subject_id: str | None = None,
+    ) -> tuple[int, str]: ...
 
     def record_break_glass(self, run_id: str, *, by: str, reason: str, names: list[str]) -> None:
         """Log, durably, that operator `by` is about to read `run_id`'s raw payloads, and why."""

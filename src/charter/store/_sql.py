@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
-import json
-import operator
 import threading
 from abc import abstractmethod
 from dataclasses import dataclass, replace
@@ -20,10 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from charter._events import (
     ApprovalDecided,
+    ApprovalExpired,
     Event,
     RunFinished,
     RunStarted,
     RunSuspended,
+    ToolProposed,
 )
 from charter._time import iso, utcnow
 from charter.exceptions import (
@@ -39,6 +38,7 @@ from charter.exceptions import (
 )
 from charter.privacy._vault import sealed_key_id
 from charter.store._approvals import approval_from_row, project_approval, wakes_at_once
+from charter.store._audit import AuditSql
 from charter.store._base import (
     ApprovalRecord,
     IdentityRecord,
@@ -51,21 +51,22 @@ from charter.store._base import (
 from charter.store._cache import CacheSql
 from charter.store._chain import (
     GENESIS,
-    ChainReport,
-    ChainRow,
     event_hash,
     payload_digest,
     seal,
-    verify_chain,
 )
-from charter.store._controls import ControlSql
+from charter.store._controls import CONTROL_CHAIN, ControlSql
+from charter.store._identities import IdentitySql
 from charter.store._lease import lease_is_dead
+from charter.store._ledger import Claim, append_claims, start_ledger
 from charter.store._limits import apply_charges
 from charter.store._privacy import PrivacySql
+from charter.store._providers import ProviderSql
+from charter.store._rows import RUN_COLUMNS, record_from_row, record_values
 from charter.store._votes import check_vote, request_status
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from contextlib import AbstractContextManager
     from datetime import datetime
     from typing import Literal
@@ -76,11 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SchemaState", "SqlStore"]
 
-_RUN_COLUMNS = (
-    "run_id, agent, workflow, tenant_id, principal_id, model, model_kind, contract_version, "
-    "contract_hash, policy_hash, budget_usd, status, outcome, reason, cost_usd, prompt_tokens, "
-    "completion_tokens, started_at, updated_at, event_count, initiator, runnable, wake_at"
-)
 _SEAL_CHECK = b"charter: this database is sealed with this key"
 
 
@@ -101,8 +97,11 @@ class SchemaState:
         return self.current > self.found
 
 
-class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
+class SqlStore(ControlSql, IdentitySql, ProviderSql, AuditSql, CacheSql, PrivacySql, Store):
     """A `Store` on a SQL database; subclasses bind it to a driver.
+
+    The aggregates' SQL is in mixins, each declaring what it needs of the others abstractly;
+    a provider comes before its users in the bases, or its abstract twin would shadow it.
 
     One connection per store, guarded by a lock: a store is shared by the threads of one
     process (the worker, its lease heartbeat, the gate's tool threads), and serialising them
@@ -118,6 +117,8 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
     """Appended to the claim's SELECT, so concurrent claimers pass each other's candidates."""
     _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]]
     """The driver's error for a duplicate key."""
+    _LEDGER_VERSION: ClassVar[int]
+    """The migration that brings the ledger (the backends number their migrations apart)."""
 
     schema: SchemaState
     """The schema version found at open, and the one now."""
@@ -184,7 +185,29 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version VALUES (?)", (version,))
             self._check_seal_key(db)
+            if current < self._LEDGER_VERSION <= latest:
+                self._start_ledger(db)
         self.schema = SchemaState(found=current, current=latest)
+
+    def _start_ledger(self, db: Db) -> None:
+        """Give the store its ledger, in the transaction that brings the ledger's schema.
+
+        A store made before the ledger existed has its identities put on the control log and
+        its runs' heads claimed as they are now (`adopted`): from the upgrade on, deleting or
+        rolling back any of them is detected. Only ever here, never when a ledger is found
+        missing later: that is tampering, and rebuilding it would launder it.
+        """
+        ts = _now()
+        start_ledger(db, self.seal_key, ts=ts)
+        self._adopt_identities(db)
+        heads = db.execute("SELECT run_id, head_seq, head_hash FROM runs ORDER BY started_at")
+        claims = [Claim("run", r[0], r[1], r[2], "adopted") for r in heads.fetchall()]
+        control = db.execute("SELECT seq, hash FROM control_log ORDER BY seq DESC LIMIT 1")
+        claims += [
+            Claim("control", CONTROL_CHAIN, r[0], r[1], "adopted") for r in control.fetchall()
+        ]
+        if claims:
+            append_claims(db, self.seal_key, claims, ts=ts)
 
     def _check_seal_key(self, db: Db) -> None:
         """Refuse a seal key other than the one this database's runs are sealed with.
@@ -237,9 +260,9 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
             expires = None if owner is None else self._clock(db) + lease_s
             try:
                 db.execute(
-                    f"INSERT INTO runs ({_RUN_COLUMNS}, head_seq, head_hash, head_mac, "
+                    f"INSERT INTO runs ({RUN_COLUMNS}, head_seq, head_hash, head_mac, "
                     f"lease_owner, lease_expires) VALUES ({', '.join('?' * 23)}, 0, ?, '', ?, ?)",
-                    (*_record_values(record), GENESIS, owner, expires),
+                    (*record_values(record), GENESIS, owner, expires),
                 )
             except self._UNIQUE_VIOLATION as exc:
                 raise StoreError(f"run {run_id} already exists") from exc
@@ -284,7 +307,7 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
     ) -> list[StoredEvent]:
         # The control version rides on the run's read: checking it costs no round trip.
         row = db.execute(
-            f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, lease_owner, cancel_requested, "
+            f"SELECT {RUN_COLUMNS}, head_seq, head_hash, lease_owner, cancel_requested, "
             "(SELECT version FROM control_version) AS control_now "
             f"FROM runs WHERE run_id = ?{self._FOR_UPDATE}",
             (run_id,),
@@ -337,6 +360,14 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
             head_hash=prev,
             summary=record.sealed_summary(),
         )
+        if any(_milestone(e) for e in events):
+            append_claims(
+                db,
+                self.seal_key,
+                [Claim("run", run_id, seq, prev, events[-1].kind)],
+                ts=ts,
+                for_update=self._FOR_UPDATE,
+            )
         if raw:
             db.executemany(
                 "INSERT INTO payloads (run_id, name, data, key_id) VALUES (?, ?, ?, ?) "
@@ -400,13 +431,13 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
         """One run's record."""
         with self._reading() as db:
             row = db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
         if row is None:
             raise NotFoundError(
                 f"run {run_id!r} does not exist", hint="`charter runs list` shows the runs"
             )
-        return _record_from_row(row)
+        return record_from_row(row)
 
     def list_runs(
         self, *, limit: int = 50, tenant_id: str | None = None, status: str | None = None
@@ -415,53 +446,10 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
         where, params = _where(tenant_id=tenant_id, status=status)
         with self._reading() as db:
             rows = db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY started_at DESC, run_id LIMIT ?",
+                f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY started_at DESC, run_id LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [_record_from_row(r) for r in rows]
-
-    def verify(self, run_id: str | None = None) -> list[ChainReport]:
-        """Verify one run's chain (or all runs'), reporting each run's first broken link."""
-        with self._snapshot() as db:
-            if run_id is None:
-                heads = db.execute(
-                    f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, head_mac FROM runs "
-                    "ORDER BY started_at"
-                ).fetchall()
-            else:
-                heads = db.execute(
-                    f"SELECT {_RUN_COLUMNS}, head_seq, head_hash, head_mac FROM runs "
-                    "WHERE run_id = ?",
-                    (run_id,),
-                ).fetchall()
-                if not heads:
-                    raise NotFoundError(f"run {run_id!r} does not exist")
-            # One pass over the events in key order (run, seq), not a query per run: a store
-            # of many short runs verifies at the rate of its events, not of its queries.
-            where, params = ("WHERE run_id = ? ", (run_id,)) if run_id else ("", ())
-            stream = self._stream(
-                "SELECT run_id, seq, ts, kind, payload, prev_hash, hash, digest FROM events "
-                f"{where}ORDER BY run_id, seq",
-                params,
-            )
-            found: dict[str, ChainReport] = {}
-            key = self.seal_key
-            by_run = {head["run_id"]: head for head in heads}
-            for rid, group in itertools.groupby(stream, key=operator.itemgetter(0)):
-                head = by_run.get(rid)
-                if head is None:
-                    found[rid] = _orphaned(rid)
-                    continue
-                found[rid] = _verify_head(head, (ChainRow._make(r[1:]) for r in group), key)
-            # Runs with no events at all never came up in the pass; they are checked empty.
-            reports = [
-                found.pop(rid) if rid in found else _verify_head(head, iter(()), key)
-                for rid, head in by_run.items()
-            ]
-            if any(r.events_purged for r in reports):
-                purged_by_retention = _retention_runs(db)
-                reports = [_purge_recorded(r, purged_by_retention) for r in reports]
-        return reports + list(found.values())
+        return [record_from_row(r) for r in rows]
 
     # --- approvals -------------------------------------------------------------------------
     def raw_payloads(self, run_id: str) -> dict[str, bytes]:
@@ -551,7 +539,7 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
         """
         with self._transaction() as db:
             row = db.execute(
-                f"SELECT {_RUN_COLUMNS}, lease_owner, lease_expires FROM runs "
+                f"SELECT {RUN_COLUMNS}, lease_owner, lease_expires FROM runs "
                 f"WHERE run_id = ?{self._FOR_UPDATE}",
                 (run_id,),
             ).fetchone()
@@ -559,7 +547,7 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
                 raise NotFoundError(
                     f"run {run_id!r} does not exist", hint="`charter runs list` shows the runs"
                 )
-            record = _record_from_row(row)
+            record = record_from_row(row)
             if record.final:
                 raise StateError(
                     f"run {run_id} already ended ({record.status}); there is nothing to cancel"
@@ -646,17 +634,27 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
             # Lock the run, then the request: the order an append (an expiry) takes them in,
             # so a vote and an expiry on one request queue up instead of deadlocking. Votes on
             # one request queue on its row, so each counts the votes before it.
-            db.execute(f"SELECT 1 FROM runs WHERE run_id = ?{self._FOR_UPDATE}", (found[0],))
+            run = db.execute(
+                f"SELECT tenant_id, workflow FROM runs WHERE run_id = ?{self._FOR_UPDATE}",
+                (found[0],),
+            ).fetchone()
             row = db.execute(
                 f"SELECT * FROM approvals WHERE request_id = ?{self._FOR_UPDATE}", (request_id,)
             ).fetchone()
             request = approval_from_row(row)
-            check_vote(request, approver, now, decision=decision)
-            # A person counts once, whichever of their credentials they vote with.
+            check_vote(
+                request,
+                approver,
+                now,
+                decision=decision,
+                tenant=run["tenant_id"],
+                workflow=run["workflow"],
+            )
+            # A person counts once, whichever of their credentials (or IdPs) they vote with.
+            voter = approver.subject or approver.name
             voted = db.execute(
-                "SELECT v.decision FROM approval_votes v JOIN identities i "
-                "ON i.id = v.approver_id WHERE v.request_id = ? AND i.name = ?",
-                (request_id, approver.name),
+                "SELECT decision FROM approval_votes WHERE request_id = ? AND subject = ?",
+                (request_id, voter),
             ).fetchone()
             if voted is not None:
                 raise ApprovalRefused(
@@ -666,12 +664,13 @@ class SqlStore(ControlSql, CacheSql, PrivacySql, Store):
                 )
             ts = _now()
             db.execute(
-                "INSERT INTO approval_votes (request_id, approver_id, decision, reason, ts) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (request_id, approver.id, decision, reason, ts),
+                "INSERT INTO approval_votes (request_id, approver_id, decision, reason, ts, "
+                "subject) VALUES (?, ?, ?, ?, ?, ?)",
+                (request_id, approver.id, decision, reason, ts, voter),
             )
             granted = db.execute(
-                "SELECT count(*) FROM approval_votes WHERE request_id = ? AND decision = 'approve'",
+                "SELECT count(DISTINCT subject) FROM approval_votes "
+                "WHERE request_id = ? AND decision = 'approve'",
                 (request_id,),
             ).fetchone()[0]
             status = request_status(decision, granted=granted, needed=request.approvers)
@@ -721,7 +720,7 @@ def _checked_head(
     if owner is not None and row["lease_owner"] != owner:
         # Fencing: a worker whose lease ran out must not write after its successor.
         raise LeaseLost(f"run {run_id} is held by {row['lease_owner'] or 'no worker'} now")
-    record = _record_from_row(row)
+    record = record_from_row(row)
     if record.final and events:
         raise StateError(f"run {run_id} has ended ({record.status}); nothing can be appended")
     if control_version is not None and row["control_now"] != control_version:
@@ -730,6 +729,21 @@ def _checked_head(
             version=row["control_now"],
         )
     return record
+
+
+_MILESTONES = (RunStarted, RunSuspended, RunFinished, ApprovalDecided, ApprovalExpired)
+
+
+def _milestone(event: Event) -> bool:
+    """Whether an append carrying `event` claims the run's head on the store's ledger.
+
+    A run's rest points (start, suspension, end), the decisions people made on it, and every
+    write or irreversible intent: a rollback to before any of them would hide an effect or a
+    decision, so each is pinned. Reads and model turns are not, to keep steps cheap.
+    """
+    if isinstance(event, _MILESTONES):
+        return True
+    return isinstance(event, ToolProposed) and event.effect in ("write", "irreversible")
 
 
 def _paused_by(suspended: RunSuspended | None) -> str | None:
@@ -756,62 +770,4 @@ def _no_such_request(request_id: str) -> NotFoundError:
     return NotFoundError(
         f"approval request {request_id!r} does not exist",
         hint="`charter approvals list` shows the pending requests",
-    )
-
-
-def _record_values(record: RunRecord) -> tuple[Any, ...]:
-    values = {name.strip(): getattr(record, name.strip()) for name in _RUN_COLUMNS.split(",")}
-    return tuple({**values, "runnable": int(record.runnable)}.values())
-
-
-def _record_from_row(row: Row) -> RunRecord:
-    values = {name.strip(): row[name.strip()] for name in _RUN_COLUMNS.split(",")}
-    return RunRecord(**{**values, "runnable": bool(values["runnable"])})
-
-
-def _verify_head(head: Row, rows: Iterator[ChainRow], key: bytes) -> ChainReport:
-    return verify_chain(
-        run_id=head["run_id"],
-        rows=rows,
-        head_seq=head["head_seq"],
-        head_hash=head["head_hash"],
-        head_mac=head["head_mac"],
-        summary=_record_from_row(head).sealed_summary(),
-        key=key,
-    )
-
-
-def _retention_runs(db: Db) -> set[str]:
-    """The runs whose redacted payloads a retention entry of the control log says it dropped."""
-    rows = db.execute("SELECT payload FROM control_log WHERE action = 'retention'").fetchall()
-    return {run for row in rows for run in json.loads(row["payload"]).get("runs", [])}
-
-
-def _purge_recorded(report: ChainReport, purged_by_retention: set[str]) -> ChainReport:
-    """A run with dropped payloads verifies only if retention, on record, dropped them.
-
-    The database lets a marker replace a payload (that is how retention drops it), so a
-    marker alone proves nothing; the control log, sealed apart, says which runs were purged.
-    """
-    if not report.events_purged or report.run_id in purged_by_retention:
-        return report
-    return replace(
-        report,
-        ok=False,
-        broken_at=1,
-        problem=(
-            f"{report.events_purged} event(s) were dropped as purged, but no retention entry "
-            "of the control log names this run: they were hidden, not purged"
-        ),
-    )
-
-
-def _orphaned(run_id: str) -> ChainReport:
-    """A run whose events remain but whose head row is gone: it was deleted from the file."""
-    return ChainReport(
-        run_id=run_id,
-        ok=False,
-        events_checked=0,
-        broken_at=1,
-        problem="the run's events are stored but its head row is missing: it was deleted",
     )

@@ -30,6 +30,7 @@ class SqliteStore(SqlStore):
     """
 
     migrations = SQLITE_MIGRATIONS
+    _LEDGER_VERSION = 9
     _UNIQUE_VIOLATION = (sqlite3.IntegrityError,)
 
     def __init__(

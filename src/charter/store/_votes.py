@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 from charter._time import iso
-from charter.exceptions import ApprovalRefused, StateError
+from charter.exceptions import ApprovalRefused, NotAuthorized, StateError
+from charter.identity import same_person
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -21,8 +22,14 @@ def check_vote(
     now: datetime,
     *,
     decision: Literal["approve", "deny"],
+    tenant: str,
+    workflow: str,
 ) -> None:
-    """Everything that makes a vote not count, before anything is written."""
+    """Everything that makes a vote not count, before anything is written.
+
+    `tenant` and `workflow` are the request's run's: the approver's grant must cover them and
+    the request's tier.
+    """
     if request.status != "pending":
         raise StateError(
             f"approval request {request.request_id} is {request.status}, not pending",
@@ -33,15 +40,22 @@ def check_vote(
             f"approval request {request.request_id} expired at {request.expires_at}",
             hint="a worker applies the tier's on_expiry rule (deny or escalate)",
         )
-    if approver.kind != "human" or not approver.active:
+    if approver.kind != "human" or not approver.active or approver.expired(iso(now)):
         raise ApprovalRefused(f"{approver.name} is not an active human principal")
-    if request.role not in approver.roles:
-        raise ApprovalRefused(
-            f"{approver.name} does not have the role {request.role!r} this tier needs",
-            hint=f"charter identity create --human NAME --role {request.role}",
+    if not approver.may(request.role, tenant=tenant, workflow=workflow, tier=request.tier):
+        raise NotAuthorized(
+            f"{approver.name} may not decide {request.request_id}: that needs "
+            f"{request.role}:tenant={tenant},workflow={workflow},tier={request.tier} (or wider)",
+            hint=f"an admin grants it: charter identity update {approver.id} --role "
+            f"{request.role}:tenant={tenant},tier={request.tier} --reason ...",
         )
     # Separation of duties bars approving; a deny only tightens, so the owner may still veto.
-    excluded = approver.name in request.excluded or approver.id in request.excluded
+    # People are compared as subjects, look-alikes included: `OPS-LEAD@example.com` is the
+    # owner `ops-lead@example.com`, and `ivan ` is the initiator `ivan`.
+    me = approver.subject or approver.name
+    excluded = approver.id in request.excluded or any(
+        same_person(me, other) for other in request.excluded
+    )
     if excluded and decision == "approve":
         raise ApprovalRefused(
             f"{approver.name} may not approve {request.request_id}: separation of duties "
