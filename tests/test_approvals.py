@@ -14,7 +14,7 @@ import pytest
 from charter import Agent, Client, Config, ControlPlane
 from charter._identity import create_agent_identity, create_human
 from charter.engine import Worker, Workflow, agent_loop
-from charter.exceptions import ApprovalRefused, CredentialError, StateError, NotAuthorized
+from charter.exceptions import ApprovalRefused, CredentialError, NotAuthorized, StateError
 from charter.gate import Executor, idempotency_key
 from charter.models import Message, ScriptedModel, ScriptedTurn
 
@@ -40,6 +40,12 @@ PEOPLE = {
     "carol": ["approver"],
     "eve": ["auditor"],
     "oscar": ["operator"],
+    "tia": ["approver:tenant=acme,tier=ops"],
+    "gina": ["approver:tenant=globex"],
+    "wes": ["approver:workflow=other"],
+    "fay": ["approver:tier=finance"],
+    "ola": ["operator:tenant=acme"],
+    "ole": ["operator:tenant=globex"],
 }
 BIG_WRITE = call("record_write", item="x", amount=75)
 """Above 50, so the `big-needs-ops` policy holds it for tier ops."""
@@ -538,3 +544,46 @@ class TestCancel:
         record = client.run(run_id)
         assert (record.status, record.event_count) == ("waiting", before)
         assert _request(client, run_id).status == "pending"
+
+
+class TestScopes:
+    """A grant reaches the tenant, workflow and tier it names, and nothing else."""
+
+    @pytest.mark.parametrize("who", ["gina", "wes", "fay"])
+    def test_an_approver_outside_the_requests_scope_is_refused(
+        self, build, start, client, decide, who
+    ):
+        """Another tenant's, another workflow's or another tier's approver cannot decide."""
+        run_id = start(build(BIG_WRITE)).run_id
+        with pytest.raises(NotAuthorized, match="may not decide"):
+            decide(_request(client, run_id).request_id, who)
+        assert _request(client, run_id).status == "pending"
+        assert "approval.decided" not in _kinds(client, run_id)
+
+    def test_an_approver_scoped_to_the_request_decides(self, build, start, client, decide):
+        """approver:tenant=acme,tier=ops approves acme's ops-tier request."""
+        run_id = start(build(BIG_WRITE)).run_id
+        decided = decide(_request(client, run_id).request_id, "tia")
+        assert (decided.status, decided.approver) == ("approved", "tia")
+
+    def test_an_operator_acts_on_their_tenants_runs_only(self, build, start, client, tokens):
+        """operator:tenant=globex may not cancel or read acme's run; operator:tenant=acme may."""
+        run_id = start(build(BIG_WRITE)).run_id
+        with pytest.raises(NotAuthorized):
+            client.cancel(run_id, by="ole", token=tokens["ole"], reason="stop")
+        with pytest.raises(NotAuthorized):
+            client.break_glass(run_id, by="ole", token=tokens["ole"], reason="INC-1")
+        assert client.run(run_id).status == "waiting"
+        assert client.cancel(run_id, by="ola", token=tokens["ola"], reason="stop").final
+
+    def test_a_tenant_operators_kill_switch_stays_in_the_tenant(self, client, tokens):
+        """operator:tenant=acme stops acme's workflow, not every tenant's; globex's cannot."""
+        ola = {"by": "ola", "token": tokens["ola"], "reason": "INC-2"}
+        with pytest.raises(NotAuthorized, match="unscoped"):
+            client.kill(workflow="testing", **ola)
+        with pytest.raises(NotAuthorized):
+            client.kill(
+                workflow="testing", tenant_id="acme", by="ole", token=tokens["ole"], reason="INC-2"
+            )
+        switch = client.kill(workflow="testing", tenant_id="acme", **ola)
+        assert [s.key for s in client.kill_switches()] == [switch.key]

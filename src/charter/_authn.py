@@ -124,7 +124,11 @@ class Authenticator:
             return
         scoped = {"tenant": tenant, "workflow": workflow, "tier": tier}
         spec = ",".join(f"{key}={value}" for key, value in scoped.items() if value is not None)
-        wanted = f"{role}:{spec}" if spec else f"{role} (unscoped: every tenant and workflow)"
+        # A scope left out means every value: only a grant without that scope reaches it.
+        every = [f"every {key}" for key in ("tenant", "workflow") if scoped[key] is None]
+        wanted = f"{role}:{spec}" if spec else role
+        if every:
+            wanted += f" unscoped as to {' and '.join(every)}"
         held = ", ".join(str(g) for g in principal.grants) or "no roles"
         raise NotAuthorized(
             f"{principal.name} may not {action}: that needs {wanted}; they hold {held}",

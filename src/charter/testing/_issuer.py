@@ -11,6 +11,8 @@ over HTTP), so Charter fetches from it exactly as from an IdP.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -18,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from joserfc import jwt
-from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -132,9 +134,13 @@ class LocalIssuer:
     def hmac_with_public_key(self, claims: dict[str, Any]) -> str:
         """A token MACed (HS256) with this issuer's *public* key: the RS/HS confusion attack."""
         body = {"iss": self.url, "aud": self.audience, "exp": int(time.time()) + 300, **claims}
-        secret = OctKey.import_key(self.key.as_pem(private=False))
-        header = {"alg": "HS256", "kid": self.key.kid}
-        return jwt.encode(header, body, secret, algorithms=["HS256"])
+        header = {"alg": "HS256", "typ": "JWT", "kid": self.key.kid}
+        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(body).encode())}"
+        # What the attacker does by hand: JOSE libraries (rightly) refuse a public key as a
+        # shared secret, which is the very mistake the attack hopes the verifier makes.
+        secret = self.key.as_pem(private=False)
+        mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{_b64(mac)}"
 
     def close(self) -> None:
         """Stop serving."""
