@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import charter
-from charter import Autonomy, Effect, load_contract
+from charter import Autonomy, Config, Effect, load_contract
+from charter.cli import cli
 from charter.exceptions import ContractError
 
 BILLING = Path(charter.__file__).parent / "examples" / "billing" / "contract.yaml"
@@ -186,3 +190,116 @@ class TestDigest:
         digest = load_contract(make_contract()).digest
         assert len(digest) == 64
         assert set(digest) <= set("0123456789abcdef")
+
+
+class TestMaxArgumentBytes:
+    def test_defaults_to_one_mebibyte(self, make_contract):
+        """Unless the contract says otherwise, a call's arguments may weigh 1 MiB."""
+        assert load_contract(make_contract()).max_argument_bytes == 1_048_576
+
+    def test_must_be_at_least_one(self, make_contract):
+        """`max_argument_bytes: 0` is refused, naming the key."""
+        assert "max_argument_bytes" in _error(make_contract(max_argument_bytes=0))
+
+
+class TestConfinedPaths:
+    def _policy(self, make_contract, policies: str) -> Path:
+        return make_contract(policy={"policies": policies, "schema": "schema.cedarschema"})
+
+    def test_a_path_up_and_out_is_refused_naming_key_and_folder(self, make_contract):
+        """`../` out of the contract's folder is a ContractError naming the key and the folder."""
+        path = self._policy(make_contract, "../elsewhere/policies.cedar")
+        message = _error(path)
+        assert "policy.policies" in message
+        assert str(path.parent) in message
+
+    def test_an_absolute_path_elsewhere_is_refused(self, make_contract, tmp_path):
+        """An absolute path outside the folder is refused like a relative one."""
+        assert "policy.policies" in _error(self._policy(make_contract, str(tmp_path / "p.cedar")))
+
+    def test_a_symlink_out_of_the_folder_is_refused(self, make_contract, tmp_path):
+        """A link inside the folder that leads outside it is judged by where it leads."""
+        path = self._policy(make_contract, "linked.cedar")
+        (tmp_path / "outside.cedar").write_text("")
+        (path.parent / "linked.cedar").symlink_to(tmp_path / "outside.cedar")
+        assert "policy.policies" in _error(path)
+
+    def test_prices_are_confined_too(self, make_contract):
+        """A price table outside the folder is refused, naming `prices`."""
+        assert "prices" in _error(make_contract(prices="../prices.yaml"))
+
+    def test_an_allowed_root_admits_its_files(self, make_contract, tmp_path):
+        """With the folder among `roots`, the same path loads and resolves into it."""
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        path = self._policy(make_contract, "../shared/policies.cedar")
+        contract = load_contract(path, roots=[shared])
+        resolved = contract.resolve(contract.policy.policies)
+        assert resolved == shared.resolve() / "policies.cedar"
+        assert contract.for_environment("prod").roots == contract.roots
+
+    def test_policy_roots_come_from_the_environment(self, tmp_path):
+        """`CHARTER_POLICY_ROOTS` lists folders separated by the OS's path separator."""
+        first, second = tmp_path / "a", tmp_path / "b"
+        environ = {"CHARTER_POLICY_ROOTS": f"{first}{os.pathsep}{second}{os.pathsep}"}
+        config = Config.from_env(environ, home=tmp_path / "home")
+        assert config.policy_roots == (first.resolve(), second.resolve())
+
+
+class TestUnreadableFiles:
+    def test_binary_garbage_is_not_utf8(self, tmp_path):
+        """Bytes that are not UTF-8 text are a ContractError, not a UnicodeDecodeError."""
+        path = tmp_path / "contract.yaml"
+        path.write_bytes(bytes(range(128, 256)))
+        assert "not UTF-8 text" in _error(path)
+
+    def test_deep_nesting_is_refused(self, tmp_path):
+        """5,000 nested brackets are a ContractError, not a RecursionError."""
+        path = tmp_path / "contract.yaml"
+        path.write_text("[" * 5000)
+        assert "nests too deeply" in _error(path)
+
+    @pytest.mark.parametrize(
+        "value", ["2020-13-45", "!!float not-a-number", "!!python/name:os.system"]
+    )
+    def test_a_value_yaml_cannot_build_is_refused(self, tmp_path, value):
+        """A date, a tagged value or a Python tag YAML cannot build is a ContractError."""
+        path = tmp_path / "contract.yaml"
+        path.write_text(f"charter: 1\nagent: {value}\n")
+        assert str(path) in _error(path)
+
+    def test_a_yaml_error_names_line_and_column_but_quotes_no_line(self, tmp_path):
+        """The position of a syntax error is given; the offending line's text is not."""
+        path = tmp_path / "contract.yaml"
+        path.write_text("charter: 1\nagent: SECRET-LINE: [\n")
+        message = _error(path)
+        assert "line 2, column" in message
+        assert "SECRET-LINE" not in message
+
+
+class TestValidateCommand:
+    def test_json_lists_the_policies_it_loaded(self, tmp_path):
+        """`contract validate --json` loads the Cedar policies and lists their ids."""
+        result = CliRunner().invoke(
+            cli,
+            ["--home", str(tmp_path / "home"), "contract", "validate", str(BILLING), "--json"],
+            env={"CHARTER_DATABASE_URL": f"sqlite://{tmp_path / 'charter.db'}"},
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert "tenant-isolation" in report["policy_ids"]
+        assert len(report["policy_hash"]) == 64
+
+    def test_a_policy_root_admits_files_outside_the_folder(self, make_contract, tmp_path):
+        """With the shared folder in CHARTER_POLICY_ROOTS, a contract may name its files."""
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        path = make_contract(
+            policy={"policies": "../shared/p.cedar", "schema": "schema.cedarschema"}
+        )
+        (shared / "p.cedar").write_text((path.parent / "policies.cedar").read_text())
+        env = {"CHARTER_DATABASE_URL": f"sqlite://{tmp_path / 'charter.db'}"}
+        args = ["--home", str(tmp_path / "home"), "contract", "validate", str(path), "--json"]
+        refused = CliRunner().invoke(cli, args, env=env)
+        allowed = CliRunner().invoke(cli, args, env={**env, "CHARTER_POLICY_ROOTS": str(shared)})
+        assert (refused.exit_code, allowed.exit_code) == (2, 0), allowed.output

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from charter import Agent, ControlPlane
-from charter._decision import Allowed, Failed
+from charter import Agent, Config, ControlPlane
+from charter._decision import Allowed, Denied, Failed
 from charter._identity import create_human
-from charter.engine import Finish, Worker, Workflow, agent_loop, replay_run
-from charter.exceptions import ApprovalRefused, LeaseLost
+from charter.engine import Finish, Worker, Workflow, agent_loop, load_workflows, replay_run
+from charter.exceptions import ApprovalRefused, ConfigError, LeaseLost
 from charter.gate import Executor, idempotency_key
-from charter.models import ScriptedModel, ScriptedTurn
+from charter.models import Message, ScriptedModel, ScriptedTurn
 from charter.store._lease import new_owner
 
 if TYPE_CHECKING:
@@ -583,12 +583,15 @@ class TestReviewedEdges:
         agent = Agent.load(make_contract(contract_data), tools=toolset.tools, model=model)
         waiting = plane.run(agent, credential=cred.token, tenant_id="acme", task="go")
         (request,) = waiting.waiting_on
+        """A person's second credential (the first revoked, a new one issued) is still them:
+        their second approval is refused."""
         first = create_human(store, name="mallory", roles=["approver"])
-        second = create_human(store, name="mallory", roles=["approver"])
         store.decide_approval(
             request, approver=first.identity, decision="approve", reason="ok", now=clock()
         )
-        with pytest.raises(ApprovalRefused):
+        store.revoke_identity(first.identity.id)
+        second = create_human(store, name="Mallory ", roles=["approver"])
+        with pytest.raises(ApprovalRefused, match="counts once"):
             store.decide_approval(
                 request, approver=second.identity, decision="approve", reason="ok", now=clock()
             )
@@ -616,3 +619,118 @@ class TestReviewedEdges:
         assert isinstance(failed, Failed)
         assert failed.code == "tool_timeout"
         assert toolset.attempts == []
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class TestOversizedArguments:
+    @pytest.fixture
+    def small(self, make_contract, toolset) -> Callable[..., Agent]:
+        """An agent whose calls may weigh 64 bytes, playing `turns`."""
+
+        def small(*turns: ScriptedTurn) -> Agent:
+            contract = make_contract(max_argument_bytes=64)
+            return Agent.load(contract, tools=toolset.tools, model=ScriptedModel(list(turns)))
+
+        return small
+
+    def _settle(self, plane, cred, agent: Agent, fn: Callable[[Context, Any], Any], clock) -> Any:
+        """Start `fn`, let it sleep, resume it to the end; the finished run's result."""
+        workflow = Workflow(agent=agent, fn=fn)
+        run_id = _start(plane, cred, fn, agent)
+        assert plane.resume(run_id, workflow).status == "waiting"
+        clock.advance(seconds=61)
+        done = plane.resume(run_id, workflow)
+        assert replay_run(plane.store, run_id, [workflow]).ok
+        return done
+
+    def test_a_direct_call_is_denied_and_its_run_resumes(self, plane, cred, small, clock):
+        """`ctx.tool` with arguments over the limit is denied at input_size; resumed after a
+        sleep, the step answers from the log as the same call, and replay matches."""
+
+        def oversized(ctx: Context, task: Any) -> str:
+            decision = ctx.tool("record_write", {"item": "x" * 1000})
+            ctx.sleep(60)
+            return f"{decision.kind} at {getattr(decision, 'check', None)}"
+
+        done = self._settle(plane, cred, small(), oversized, clock)
+        assert (done.status, done.reason) == ("completed", "denied at input_size")
+
+    def test_the_workflow_sees_the_same_stand_in_on_resume(self, plane, cred, small, clock):
+        """A model's oversized call reaches the workflow as its stand-in, the same on resume
+        and on replay."""
+        seen: list[Any] = []
+
+        def asks(ctx: Context, task: Any) -> str:
+            (proposed,) = ctx.model([Message(role="user", content="go")]).tool_calls
+            seen.append(proposed.arguments)
+            ctx.sleep(60)
+            return ctx.tool(proposed.tool, proposed.arguments).kind
+
+        agent = small(ScriptedTurn.call("record_write", item="x" * 1000))
+        done = self._settle(plane, cred, agent, asks, clock)
+        stand_in = {"(oversized)": {"limit_bytes": 64, "at_least_bytes": 1009}}
+        assert (done.reason, seen) == ("denied", [stand_in] * 3)  # run, resume, replay
+
+    def test_arguments_nested_too_deep_are_denied(self, plane, cred, agent, clock):
+        """Arguments nested deeper than 64 levels are denied at input_size, whatever their size."""
+
+        def deep(ctx: Context, task: Any) -> str:
+            decision = ctx.tool("record_write", {"item": _nested(5000)})
+            ctx.sleep(60)
+            assert isinstance(decision, Denied)
+            return decision.reason
+
+        done = self._settle(plane, cred, agent, deep, clock)
+        assert done.reason == "arguments nest deeper than 64 levels"
+
+
+LEAKED = "sk_live_" + "Pl4ntedKey0123456789abcd"
+
+
+def raising_app(config: Any) -> list[Workflow]:
+    """An app factory that fails with a secret in its message."""
+    msg = f"cannot reach the payments API with {LEAKED}"
+    raise RuntimeError(msg)
+
+
+def empty_app(config: Any) -> list[Workflow]:
+    """An app factory that provides no workflow."""
+    return []
+
+
+class TestLoadWorkflows:
+    def _error(self, target: str, tmp_path: Path) -> str:
+        with pytest.raises(ConfigError) as caught:
+            load_workflows(target, Config.from_env({}, home=tmp_path))
+        return caught.value.message
+
+    def test_a_builtin_is_refused_without_being_called(self, tmp_path):
+        """`os:system` is no workflow factory: refused by its kind, never called."""
+        assert self._error("os:system", tmp_path) == (
+            "os:system is a builtin_function_or_method, not a workflow factory"
+        )
+
+    def test_something_not_callable_is_refused(self, tmp_path):
+        """An attribute that is not callable is refused as such."""
+        assert "is a str, not a workflow factory" in self._error("charter:__version__", tmp_path)
+
+    def test_a_raising_factory_is_a_config_error_naming_it(self, tmp_path):
+        """A factory's exception becomes a ConfigError naming the target, the exception's type
+        and its message, redacted."""
+        message = self._error("test_engine:raising_app", tmp_path)
+        assert message.startswith("test_engine:raising_app raised RuntimeError: cannot reach")
+        assert LEAKED not in message
+
+    def test_a_factory_without_workflows_is_refused(self, tmp_path):
+        """A factory that provides no Workflow is refused, naming what it returned."""
+        assert "got list" in self._error("test_engine:empty_app", tmp_path)
+
+    def test_a_module_that_does_not_import_is_refused(self, tmp_path):
+        """A target whose module does not import is a ConfigError."""
+        assert "cannot load no_such_module_here:x" in self._error("no_such_module_here:x", tmp_path)

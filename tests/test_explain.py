@@ -16,6 +16,7 @@ from charter.engine import Workflow, agent_loop
 from charter.exceptions import NotFoundError
 from charter.gate import idempotency_key
 from charter.models import ScriptedModel, ScriptedTurn
+from charter.privacy import Redactor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -277,6 +278,20 @@ class TestReport:
         dumped = json.dumps(report(result))
         assert "alice@example.com" not in dumped
         assert "[email]" in dumped
+
+
+class TestProposedSecrets:
+    def test_a_secret_tool_name_is_explained_by_its_marker(self, build, run, report):
+        """A tool named like a GitHub token shows as its marker, in the model's turn and in
+        its step, still tied to the turn that proposed it; no rendered line holds it."""
+        secret = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+        marker = Redactor().text(secret)
+        explained = report(run(build(call(secret, item="x"))))
+        steps = _steps(explained)
+        assert steps[1]["tool_calls"] == [marker]
+        assert (steps[2]["tool"], steps[2]["context"]["model_step"]) == (marker, 1)
+        assert steps[2]["verdict"]["check"] == "grant"
+        assert secret not in json.dumps(explained) + "\n".join(render(explained))
 
 
 class TestRender:

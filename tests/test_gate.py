@@ -13,6 +13,7 @@ from charter import Agent, Allowed, Denied, Failed, NeedsApproval, Proposed
 from charter.exceptions import CredentialError
 from charter.gate import idempotency_key
 from charter.models import Message, ScriptedModel, ScriptedTurn
+from charter.privacy import Redactor
 from charter.store import KillSwitch
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ STAGES = [
     "kill_switch",
     "principal",
     "grant",
+    "input_size",
     "schema",
     "policy",
     "rate_limit",
@@ -362,3 +364,68 @@ class TestAuditTrail:
         (decided,) = [e.payload for e in store.events(result.run_id) if e.kind == "gate.decided"]
         assert (decided["decision"], decided["check"]) == ("denied", "policy")
         assert decided["policy_ids"] == ["tenant-isolation"]
+
+
+def _payloads(store, run_id: str, kind: str) -> list[dict[str, Any]]:
+    return [e.payload for e in store.events(run_id) if e.kind == kind]
+
+
+STAND_IN = {"(oversized)": {"limit_bytes": 64, "at_least_bytes": 1009}}
+"""What a 1,000-character argument becomes under `max_argument_bytes: 64`."""
+
+
+class TestInputSize:
+    def test_an_oversized_call_is_denied_at_input_size(self, build, run, toolset):
+        """Arguments over `max_argument_bytes` are denied at input_size, naming size and limit."""
+        result = run(build(call("record_write", item="x" * 1000), max_argument_bytes=64))
+        decision = self._denied(result)
+        assert decision.reason == (
+            "arguments are at least 1009 bytes, over the limit of 64 (max_argument_bytes)"
+        )
+        assert toolset.effects == []
+
+    def test_only_the_stand_in_is_recorded(self, build, run, store):
+        """The model's answer and the proposal carry the stand-in, never the arguments."""
+        result = run(build(call("record_write", item="x" * 1000), max_argument_bytes=64))
+        (answer, _) = _payloads(store, result.run_id, "model.responded")
+        assert answer["tool_calls"][0]["arguments"] == STAND_IN
+        (proposed,) = _payloads(store, result.run_id, "tool.proposed")
+        assert proposed["arguments"] == STAND_IN
+        (decided,) = _payloads(store, result.run_id, "gate.decided")
+        assert decided["checks"][-1]["detail"] == STAND_IN["(oversized)"]
+
+    def test_a_call_within_the_limit_passes_the_check(self, build, run, store):
+        """A call at the limit's side of it is judged on, its input_size check passed."""
+        result = run(build(call("record_write", item="x"), max_argument_bytes=64))
+        assert isinstance(_only(result), Allowed)
+        (decided,) = _payloads(store, result.run_id, "gate.decided")
+        sized = [c for c in decided["checks"] if c["check"] == "input_size"]
+        assert [(c["outcome"], c["reason"]) for c in sized] == [
+            ("pass", "arguments within 64 bytes")
+        ]
+
+    def test_an_unknown_tool_is_denied_at_grant_whatever_its_size(self, build, run):
+        """The grant check comes first: an ungranted tool is refused as such."""
+        result = run(build(call("teleport", item="x" * 1000), max_argument_bytes=64))
+        assert _only(result).check == "grant"
+
+    def _denied(self, result: RunResult) -> Denied:
+        decision = _only(result)
+        assert isinstance(decision, Denied)
+        assert decision.check == "input_size"
+        return decision
+
+
+class TestProposedNames:
+    def test_a_secret_tool_name_is_redacted_in_every_event(self, build, run, store):
+        """A tool named like a GitHub token is denied at grant and recorded by its marker."""
+        secret = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+        marker, key = Redactor().text(secret), Redactor().text("AKIAQ3EXAMPLE7KEYID2")
+        result = run(build(call(secret, AKIAQ3EXAMPLE7KEYID2=1)))
+        decision = _only(result)
+        assert (decision.check, decision.tool) == ("grant", marker)
+        logged = str([e.payload for e in store.events(result.run_id)])
+        assert secret not in logged
+        assert "AKIAQ3EXAMPLE7KEYID2" not in logged
+        (proposed,) = _payloads(store, result.run_id, "tool.proposed")
+        assert (proposed["tool"], proposed["arguments"]) == (marker, {key: 1})

@@ -117,6 +117,83 @@ class TestLoading:
             )
 
 
+class TestFilesAreNeverEchoed:
+    def _error(self, policies: Path, schema: Path = BILLING / "schema.cedarschema") -> str:
+        with pytest.raises(PolicyLoadError) as caught:
+            CedarPolicy.from_files(policies=policies, schema=schema)
+        return caught.value.message
+
+    def test_a_file_not_named_cedar_is_not_quoted(self, tmp_path):
+        """A `.env` file given as policies fails naming its line, never quoting it."""
+        path = tmp_path / ".env"
+        path.write_text("# settings\nAPI_KEY=PLANTED-VALUE-77\n")
+        message = self._error(path)
+        assert message.startswith(f"{path}:1: the policy starting here does not parse")
+        assert "PLANTED" not in message
+        assert "API_KEY" not in message
+
+    def test_a_link_named_cedar_is_judged_by_its_target(self, tmp_path):
+        """A `.cedar` link to another file is not quoted: the name that counts is the target's."""
+        target = tmp_path / "secret.txt"
+        target.write_text("root:PLANTED-VALUE-77:0:0\n")
+        (tmp_path / "p.cedar").symlink_to(target)
+        assert "PLANTED" not in self._error(tmp_path / "p.cedar")
+
+    def test_a_schema_not_named_cedarschema_is_not_quoted(self, tmp_path):
+        """Cedar's schema message, which quotes the file, is withheld for other files."""
+        schema = tmp_path / "id_rsa"
+        schema.write_text("PLANTEDKEY ABCDEF\n")
+        message = self._error(BILLING / "policies.cedar", schema)
+        assert "schema does not parse" in message
+        assert "PLANTED" not in message
+
+    def test_binary_garbage_is_not_cedar(self, tmp_path):
+        """A file that is not UTF-8 text is a PolicyLoadError, not a UnicodeDecodeError."""
+        path = tmp_path / "p.cedar"
+        path.write_bytes(bytes(range(128, 256)))
+        assert "not UTF-8 text" in self._error(path)
+
+    def test_a_folder_is_not_a_policy_file(self, tmp_path):
+        """A folder named as the policies is refused as not a regular file."""
+        assert "not a regular file" in self._error(tmp_path)
+
+    def test_deep_brackets_are_refused_before_cedar_reads_them(self, tmp_path):
+        """Brackets nested thousands deep, which would crash Cedar's parser, are refused."""
+        path = tmp_path / "p.cedar"
+        path.write_text(f'@id("a")\npermit (principal, action, resource) when {{ {"(" * 5000} }};')
+        assert "deeper than 64 levels" in self._error(path)
+
+
+class TestCaseTablePaths:
+    def _table(self, tmp_path: Path, **names: str) -> Path:
+        case = {
+            "name": "n",
+            "principal": {"agent": "a", "workflow": "w", "tenant": "t"},
+            "action": "x",
+            "resource": {"type": "T", "id": "i"},
+            "expect": "deny",
+        }
+        path = tmp_path / "cases.yaml"
+        path.write_text(yaml.safe_dump({**names, "cases": [case]}))
+        return path
+
+    def test_policies_outside_the_tables_folder_are_refused(self, tmp_path):
+        """A table naming policy files elsewhere is refused, naming the key."""
+        table = self._table(
+            tmp_path,
+            policies=str(BILLING / "policies.cedar"),
+            schema=str(BILLING / "schema.cedarschema"),
+        )
+        with pytest.raises(PolicyTestError, match=r"policies .* leads outside"):
+            load_cases(table)
+
+    def test_a_contract_outside_the_tables_folder_is_refused(self, tmp_path):
+        """A table naming a contract elsewhere is refused, naming the key."""
+        table = self._table(tmp_path, contract=str(BILLING / "contract.yaml"))
+        with pytest.raises(PolicyTestError, match=r"contract .* leads outside"):
+            load_cases(table)
+
+
 class TestEvaluation:
     def test_allow_names_the_determining_policy(self, billing):
         """A permitted request is allowed, with the permitting policy's id."""
@@ -190,7 +267,7 @@ class TestCaseTables:
                 }
             )
         )
-        (result,) = run_cases(*load_cases(table_path))
+        (result,) = run_cases(*load_cases(table_path, roots=[BILLING]))
         assert (result.ok, result.expected, result.got) == (False, "allow", "deny")
         assert result.policy_ids == ("tenant-isolation",)
 
@@ -201,7 +278,7 @@ class TestCaseTables:
         table["contract"] = str(BILLING / "contract.yaml")
         table["cases"] = [{**table["cases"][0], "policies": ["billing-read-charges"]}]
         table_path.write_text(yaml.safe_dump(table))
-        (result,) = run_cases(*load_cases(table_path))
+        (result,) = run_cases(*load_cases(table_path, roots=[BILLING]))
         assert not result.ok
 
     def test_malformed_table(self, tmp_path):

@@ -21,15 +21,19 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from charter import Agent, Client, Config, ControlPlane
-from charter._identity import create_agent_identity
+from charter._identity import create_agent_identity, create_human
 from charter._logging import JsonFormatter, configure_logging
 from charter._telemetry import Telemetry
 from charter.engine import Workflow, agent_loop
 from charter.exceptions import ConfigError
 from charter.gate import Executor
 from charter.models import ScriptedModel, ScriptedTurn
+from charter.privacy import Redactor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -150,7 +154,7 @@ def held_then_approved(
     cred = create_agent_identity(
         client.store, agent="test-agent", workflow="testing", tenant_id="acme"
     )
-    bob = client.create_human(name="bob", roles=["approver"]).token
+    bob = create_human(client.store, name="bob", roles=["approver"]).token
     first = plane.run(agent, credential=cred.token, tenant_id="acme", task="write it")
     assert first.status == "waiting"
     (request,) = client.approvals(run_id=first.run_id)
@@ -271,6 +275,31 @@ class TestOneTracePerRun:
         assert attributes(step)["charter.attempts"] == 3
 
 
+class TestProposedNames:
+    def test_a_secret_tool_name_never_names_a_span(self, client, build, clock):
+        """A tool named like a GitHub token gives the step span `execute_tool <its marker>`, and
+        no span name, attribute or decision metric label holds the name."""
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        reader = InMemoryMetricReader()
+        telemetry = Telemetry(
+            tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader])
+        )
+        secret = "ghp_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8"
+        cred = create_agent_identity(
+            client.store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        plane = plane_for(client, telemetry, clock)
+        plane.run(build(call(secret)), credential=cred.token, tenant_id="acme", task="t")
+        exported = "\n".join(s.to_json() for s in spans.get_finished_spans())
+        marker = Redactor().text(secret)
+        assert f"execute_tool {marker}" in exported
+        assert secret not in exported
+        labels = [labels for labels, _ in metric(reader, "charter.gate.decisions")]
+        assert [x["gen_ai.tool.name"] for x in labels] == [marker]
+
+
 class TestConfiguration:
     def test_no_otel_variables_means_the_global_providers(self):
         """Without OTEL_* variables Charter builds nothing: the global providers apply."""
@@ -328,7 +357,7 @@ class TestMetrics:
         cred = create_agent_identity(
             client.store, agent="test-agent", workflow="testing", tenant_id="acme"
         )
-        bob = client.create_human(name="bob", roles=["approver"]).token
+        bob = create_human(client.store, name="bob", roles=["approver"]).token
         first = plane.run(agent, credential=cred.token, tenant_id="acme", task="write it")
         assert metric(reader, "charter.approvals.pending") == [({}, 1)]
         (request,) = client.approvals(run_id=first.run_id)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from charter._tools import Tool
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "load_policy"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,8 @@ class Agent:
         """Load a contract and its Cedar policy, and check the tools against the grants.
 
         The contract's section for `environment` (by default the contract's own environment)
-        is in force (see `Contract.for_environment`).
+        is in force (see `Contract.for_environment`). A contract given as a path reads only
+        files beside it; to allow other folders, pass `load_contract(path, roots=...)`.
 
         Raises:
             ContractError: A granted tool is missing, or its effect differs from the grant; or
@@ -65,17 +66,9 @@ class Agent:
         by_name = {t.name: t for t in tools}
         _check_tools(loaded, by_name)
         if policy is None:
-            policy = CedarPolicy.from_files(
-                policies=loaded.resolve(loaded.policy.policies),
-                schema=loaded.resolve(loaded.policy.schema_file),
-            )
-        if isinstance(policy, CedarPolicy):
-            for policy_id, tier in policy.approval_tiers.items():
-                if tier not in loaded.approval_tiers:
-                    raise PolicyLoadError(
-                        f"policy {policy_id!r} asks for approval tier {tier!r}, which the "
-                        f"contract {loaded.path or loaded.agent} does not define"
-                    )
+            policy = load_policy(loaded)
+        elif isinstance(policy, CedarPolicy):
+            _check_tiers(loaded, policy)
         granted = {name: by_name[name] for name in loaded.tools}
         return cls(
             contract=loaded,
@@ -93,6 +86,31 @@ class Agent:
             ToolSpec(name=t.name, description=t.description, parameters=t.json_schema)
             for t in self.tools.values()
         ]
+
+
+def load_policy(contract: Contract) -> CedarPolicy:
+    """The Cedar policy set a contract names, parsed and validated as an agent loads it.
+
+    Raises:
+        ContractError: A file it names lies outside the contract's folder and allowed roots.
+        PolicyLoadError: A file is missing, is not Cedar, does not validate against the
+            schema, or a policy asks for an approval tier the contract does not define.
+    """
+    policy = CedarPolicy.from_files(
+        policies=contract.resolve(contract.policy.policies, key="policy.policies"),
+        schema=contract.resolve(contract.policy.schema_file, key="policy.schema"),
+    )
+    _check_tiers(contract, policy)
+    return policy
+
+
+def _check_tiers(contract: Contract, policy: CedarPolicy) -> None:
+    for policy_id, tier in policy.approval_tiers.items():
+        if tier not in contract.approval_tiers:
+            raise PolicyLoadError(
+                f"policy {policy_id!r} asks for approval tier {tier!r}, which the "
+                f"contract {contract.path or contract.agent} does not define"
+            )
 
 
 def _check_models(

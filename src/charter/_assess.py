@@ -8,16 +8,15 @@ Everything here is deterministic: the same file always gives the same answer, in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from charter._contract import Autonomy, Effect, Environment, describe_error
+from charter._files import read_data
 from charter.exceptions import AssessmentError
 
 if TYPE_CHECKING:
@@ -438,14 +437,8 @@ def load_assessment(path: str | Path) -> Assessment:
             message names the file, every failing key path and what was expected.
     """
     file = Path(path)
-    kind = "JSON" if file.suffix.lower() == ".json" else "YAML"
-    try:
-        text = file.read_text(encoding="utf-8")
-        raw = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
-    except OSError as exc:
-        raise AssessmentError(f"{file}: cannot read assessment: {exc.strerror}") from exc
-    except (ValueError, yaml.YAMLError) as exc:
-        raise AssessmentError(f"{file}: not valid {kind}: {exc}") from exc
+    as_json = file.suffix.lower() == ".json"
+    raw = read_data(file, error=AssessmentError, what="assessment", as_json=as_json)
     if not isinstance(raw, dict):
         raise AssessmentError(f"{file}: an assessment is a mapping, got {type(raw).__name__}")
     try:

@@ -14,7 +14,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,11 +24,15 @@ from pydantic import (
     model_validator,
 )
 
+from charter._files import read_data
 from charter.exceptions import ContractError
 from charter.privacy import Redactor
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pydantic_core import ErrorDetails
+
 
 __all__ = [
     "ApprovalTier",
@@ -388,6 +391,10 @@ class Contract(_Strict):
     autonomy: Autonomy = Autonomy.AUTONOMOUS
     max_turns: int = Field(default=12, ge=1, le=1000)
     """Model turns after which the run stops as failed."""
+    max_argument_bytes: int = Field(default=1_048_576, ge=1)
+    """The most one tool call's arguments may weigh, as compact JSON in UTF-8 (default 1 MiB).
+    A larger call is denied (check `input_size`) before anything reads it, and only a small
+    stand-in of it is recorded."""
     on_kill: Literal["stop", "pause"] = "stop"
     """What a run in flight does when a kill switch matches it: `stop` ends it (outcome killed);
     `pause` suspends it until the switch is released."""
@@ -410,6 +417,8 @@ class Contract(_Strict):
     tools: dict[str, ToolGrant] = Field(min_length=1)
 
     _source: Path | None = PrivateAttr(default=None)
+    _roots: tuple[Path, ...] = PrivateAttr(default=())
+    """Folders besides the contract's own that the files it names may lie in."""
     _redactor: Redactor = PrivateAttr(default_factory=Redactor)
     _base: Contract | None = PrivateAttr(default=None)
     """The contract as written, when this one is its view for an environment."""
@@ -545,6 +554,7 @@ class Contract(_Strict):
             changes["rate_limits"] = section.rate_limits
         derived = base.model_copy(update=changes)
         derived._source = base._source  # noqa: SLF001 - same file, another view of it
+        derived._roots = base._roots  # noqa: SLF001
         derived._base = base  # noqa: SLF001
         return derived
 
@@ -575,10 +585,46 @@ class Contract(_Strict):
         """The file this contract was loaded from (not part of its hash)."""
         return self._source
 
-    def resolve(self, relative: str) -> Path:
-        """A path named in the contract, resolved against the contract's folder."""
-        base = self._source.parent if self._source is not None else Path.cwd()
-        return (base / relative).resolve()
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """Where the files the contract names may lie: its own folder, then the allowed roots."""
+        base = self._source.parent if self._source is not None else Path.cwd().resolve()
+        return (base, *self._roots)
+
+    def named_files(self) -> list[tuple[str, str]]:
+        """(key path, file) for every file the contract names: policies, schema, prices."""
+        named = [
+            ("policy.policies", self.policy.policies),
+            ("policy.schema", self.policy.schema_file),
+        ]
+        return named if self.prices is None else [*named, ("prices", self.prices)]
+
+    def resolve(self, relative: str, *, key: str = "a path") -> Path:
+        """A file named in the contract (`key`), resolved against the contract's folder.
+
+        It must lead, after `..` and symlinks, into the contract's folder or an allowed root
+        (see `load_contract`): a contract cannot make Charter read files elsewhere.
+
+        Raises:
+            ContractError: The path leads anywhere else, or is no usable path.
+        """
+        roots = self.roots
+        allowed = ", ".join(str(root) for root in roots)
+        try:
+            path = (roots[0] / relative).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop
+            raise ContractError(
+                f"{self._source or self.agent}: {key} {relative!r} is not a usable path "
+                f"({type(exc).__name__})"
+            ) from None
+        if not any(path.is_relative_to(root) for root in roots):
+            raise ContractError(
+                f"{self._source or self.agent}: {key} {relative!r} leads outside the allowed "
+                f"folders ({allowed})",
+                hint="keep the file beside the contract, or add its folder to "
+                "CHARTER_POLICY_ROOTS (load_contract(..., roots=...) in code)",
+            )
+        return path
 
     @property
     def digest(self) -> str:
@@ -601,32 +647,37 @@ def describe_error(error: ErrorDetails) -> str:
     if kind == "missing":
         return f"{loc}: required key is missing"
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict | list) else f" (got {_clip(got)})"
     return f"{loc}: {error['msg'].removeprefix('Value error, ')}{shown}"
 
 
-def load_contract(path: str | Path) -> Contract:
+def _clip(value: object, limit: int = 80) -> str:
+    """A value's repr, cut short: a message must not grow with its input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def load_contract(path: str | Path, *, roots: Sequence[str | Path] = ()) -> Contract:
     """Read and strictly validate a contract file.
+
+    The files it names (`policy.policies`, `policy.schema`, `prices`) must lie, after `..` and
+    symlinks, in the contract's own folder or in one of `roots` (the CLI passes
+    `Config.policy_roots`, from `CHARTER_POLICY_ROOTS`).
 
     Raises:
         ContractError: The file is missing, is not YAML, or does not match the contract schema;
-            the message names the file, every failing key path and what was expected.
+            the message names the file, every failing key path and what was expected. Or a file
+            it names lies outside its folder and `roots`: the message names the key and the
+            allowed folders.
     """
     file = Path(path)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ContractError(f"{file}: cannot read contract: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ContractError(
-            f"{file}: not valid YAML: {exc}", hint="check indentation and quoting"
-        ) from exc
+    raw = read_data(file, error=ContractError, what="contract")
     if not isinstance(raw, dict):
         raise ContractError(f"{file}: a contract is a YAML mapping, got {type(raw).__name__}")
     if raw.get("charter") != CONTRACT_FORMAT or isinstance(raw.get("charter"), bool):
         raise ContractError(
             f"{file}: charter: expected contract format {CONTRACT_FORMAT}, "
-            f"got {raw.get('charter')!r}",
+            f"got {_clip(raw.get('charter'))}",
             hint=f"start the file with 'charter: {CONTRACT_FORMAT}'",
         )
     try:
@@ -638,4 +689,7 @@ def load_contract(path: str | Path) -> Contract:
             hint="see docs/contracts.md for every key and its type",
         ) from exc
     contract._source = file.resolve()  # noqa: SLF001 - the loader is the one writer
+    contract._roots = tuple(Path(root).resolve() for root in roots)  # noqa: SLF001
+    for key, named in contract.named_files():
+        contract.resolve(named, key=key)
     return contract

@@ -42,6 +42,7 @@ CheckName = Literal[
     "kill_switch",
     "principal",
     "grant",
+    "input_size",
     "schema",
     "policy",
     "rate_limit",

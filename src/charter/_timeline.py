@@ -62,7 +62,8 @@ def describe(stored: StoredEvent) -> str:
 def _describe_step(event: Event) -> str:  # noqa: PLR0911 - one line per event kind
     match event:
         case ModelResponded() as e:
-            calls = ", ".join(c.tool for c in e.tool_calls) or "no tool calls"
+            # Tool names are the model's to choose: never markup.
+            calls = escape(", ".join(c.tool for c in e.tool_calls)) or "no tool calls"
             text = f" “{escape(e.text[:60])}”" if e.text else ""
             return (
                 f"[bold]step {e.step}[/] model: {calls}{text} "
@@ -70,7 +71,8 @@ def _describe_step(event: Event) -> str:  # noqa: PLR0911 - one line per event k
             )
         case ToolProposed() as e:
             return (
-                f"[bold]step {e.step}[/] proposes {e.tool} ({e.effect}) {escape(str(e.arguments))}"
+                f"[bold]step {e.step}[/] proposes {escape(e.tool)} ({escape(e.effect)}) "
+                f"{escape(str(e.arguments))}"
             )
         case CheckRecorded() as e:
             return _check_line(e)
@@ -86,7 +88,8 @@ def _describe_step(event: Event) -> str:  # noqa: PLR0911 - one line per event k
         case ToolCompleted() as e:
             result = "ok" if e.status == "ok" else f"[red]{e.error_code}[/]"
             executed = (
-                f"   executed  {e.tool} {result} in {e.latency_ms:.1f} ms, attempt(s) {e.attempts} "
+                f"   executed  {escape(e.tool)} {result} in {e.latency_ms:.1f} ms, "
+                f"attempt(s) {e.attempts} "
                 f"[dim]key {e.idempotency_key}[/]"
             )
             return "\n".join([*map(_check_line, e.checks), executed])

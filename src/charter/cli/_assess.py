@@ -16,7 +16,14 @@ from rich.table import Table
 
 from charter._assess import Rung, lint_contract, load_assessment, recommend
 from charter._contract import load_contract
-from charter.cli._common import EXIT_CHECK_FAILED, console, emit_json, handled, json_option
+from charter.cli._common import (
+    EXIT_CHECK_FAILED,
+    config_of,
+    console,
+    emit_json,
+    handled,
+    json_option,
+)
 
 __all__ = ["assess_command", "lint_command"]
 
@@ -71,10 +78,13 @@ def assess_command(file: Path, *, as_json: bool) -> None:
     help="Warn where the contract grants more autonomy than this assessment recommends.",
 )
 @json_option
+@click.pass_context
 @handled
-def lint_command(file: Path, *, assessment_file: Path | None, as_json: bool) -> None:
+def lint_command(
+    ctx: click.Context, file: Path, *, assessment_file: Path | None, as_json: bool
+) -> None:
     """Check a contract for risky grants; exit 1 on any warning."""
-    contract = load_contract(file)
+    contract = load_contract(file, roots=config_of(ctx).policy_roots)
     assessment = load_assessment(assessment_file) if assessment_file is not None else None
     found = lint_contract(contract, assessment)
     warnings = [f for f in found if f.severity == "warning"]

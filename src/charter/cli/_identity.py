@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import click
-import yaml
 from rich.table import Table
 
 from charter._client import Client
+from charter._files import read_data
 from charter.cli._common import config_of, console, emit_json, handled, json_option, token
 from charter.exceptions import ConfigError, UserError
 from charter.identity._oidc import ProviderConfig
@@ -57,13 +57,7 @@ def _read_provider(path: Path) -> ProviderConfig:
     Raises:
         ConfigError: The file is unreadable, or not a valid configuration.
     """
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError, yaml.YAMLError, RecursionError) as exc:
-        raise ConfigError(
-            f"{path}: cannot read an identity provider's configuration ({type(exc).__name__})",
-            hint="a YAML or JSON mapping: issuer, audience, kind, ... (docs/identity.md)",
-        ) from None
+    data = read_data(path, error=ConfigError, what="an identity provider's configuration")
     return ProviderConfig.parse(data, source=str(path))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,6 +12,7 @@ from charter.cli._approvals import approvals
 from charter.cli._assess import assess_command, lint_command
 from charter.cli._audit import audit
 from charter.cli._cache import cache
+from charter.cli._common import EXIT_BAD_INPUT, emit_json
 from charter.cli._contract import contract
 from charter.cli._db import db
 from charter.cli._demo import demo
@@ -21,10 +24,57 @@ from charter.cli._report import report
 from charter.cli._runs import runs
 from charter.cli._worker import explain, replay, worker
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 __all__ = ["cli", "main"]
 
 
-@click.group()
+class _Charter(click.Group):
+    """The root group: click's own usage errors keep the JSON envelope under `--json`."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,  # noqa: ANN401 - passed on to click
+    ) -> Any:  # noqa: ANN401 - what the command returns
+        """Run the command; an unknown option or a bad choice is reported like any bad input.
+
+        Click parses the command line before any command runs, so its usage errors would
+        bypass the error envelope a script reading `--json` expects.
+        """
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            returned = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            if "--json" not in argv:
+                exc.show()
+                sys.exit(exc.exit_code)
+            emit_json(
+                {
+                    "error": {
+                        "code": "usage_error",
+                        "message": exc.format_message(),
+                        "hint": "see --help for the command's options",
+                    }
+                }
+            )
+            sys.exit(EXIT_BAD_INPUT)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(returned if isinstance(returned, int) else 0)
+        return returned
+
+
+@click.group(cls=_Charter)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from charter.cli._common import EXIT_CHECK_FAILED, console, emit_json, handled, json_option
+from charter.cli._common import (
+    EXIT_CHECK_FAILED,
+    config_of,
+    console,
+    emit_json,
+    handled,
+    json_option,
+)
 
 __all__ = ["policy"]
 
@@ -20,12 +27,16 @@ def policy() -> None:
 @policy.command("test")
 @click.argument("cases", type=click.Path(path_type=Path))
 @json_option
+@click.pass_context
 @handled
-def policy_test(cases: Path, as_json: bool) -> None:
-    """Run a table of request -> expected decision cases; exit 1 on any mismatch."""
+def policy_test(ctx: click.Context, cases: Path, as_json: bool) -> None:
+    """Run a table of request -> expected decision cases; exit 1 on any mismatch.
+
+    The files the table names must lie beside it or in $CHARTER_POLICY_ROOTS.
+    """
     from charter.policy import load_cases, run_cases  # noqa: PLC0415
 
-    table, engine = load_cases(cases)
+    table, engine = load_cases(cases, roots=config_of(ctx).policy_roots)
     results = run_cases(table, engine)
     failed = [r for r in results if not r.ok]
     if as_json:

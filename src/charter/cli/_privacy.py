@@ -83,8 +83,9 @@ def apply(
 
     Chains still verify afterwards; the purge itself is a control-log entry.
     """
-    loaded = [load_contract(path) for path in contracts]
-    with Client(config_of(ctx)) as client:
+    config = config_of(ctx)
+    loaded = [load_contract(path, roots=config.policy_roots) for path in contracts]
+    with Client(config) as client:
         if dry_run:
             plan, counts = client.retention_plan(loaded), None
         else:

@@ -30,8 +30,9 @@ from charter._events import (
     ToolCallSpec,
 )
 from charter._time import iso
+from charter.engine._history import request_hash, response_from_json, response_to_json
 from charter.exceptions import BudgetExceeded, CharterError, NonDeterminismError
-from charter.gate import ArtifactCache, budget_caps, input_hash
+from charter.gate import ArtifactCache, bounded_calls, budget_caps, input_hash, within_limit
 from charter.models import Message, ModelResponse, ToolSpec, Usage
 from charter.store import Reserve, Settle, dollars, micros
 
@@ -84,33 +85,6 @@ class Stop(BaseException):
         """End the run as `finish` says."""
         super().__init__(finish.reason)
         self.finish = finish
-
-
-def request_hash(messages: list[Message]) -> str:
-    """SHA-256 of the conversation sent to a model: the context the agent saw."""
-    return hashlib.sha256(json.dumps([m.content for m in messages]).encode()).hexdigest()
-
-
-def response_to_json(response: ModelResponse) -> dict[str, Any]:
-    """A model response as JSON, for its encrypted raw copy."""
-    return {
-        "text": response.text,
-        "tool_calls": [c.model_dump(mode="json") for c in response.tool_calls],
-        "usage": [response.usage.prompt_tokens, response.usage.completion_tokens],
-        "cost_usd": response.cost_usd,
-        "confidence": response.confidence,
-    }
-
-
-def response_from_json(data: dict[str, Any]) -> ModelResponse:
-    """The model response a raw copy holds."""
-    return ModelResponse(
-        text=data["text"],
-        tool_calls=tuple(ToolCallSpec.model_validate(c) for c in data["tool_calls"]),
-        usage=Usage(prompt_tokens=data["usage"][0], completion_tokens=data["usage"][1]),
-        cost_usd=data["cost_usd"],
-        confidence=data.get("confidence"),
-    )
 
 
 class Context(ABC):
@@ -351,14 +325,21 @@ class RunContext(Context):
     ) -> dict[str, Any]:
         """Record a model step's answer, its raw copy sealed; returns the raw copy."""
         raw = response_to_json(response)
+        redact = self._redactor
         event = ModelResponded(
             step=step,
             model=model,
             request_hash=asked,
             response_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
-            text=self._redactor.text(response.text),
+            text=redact.text(response.text),
+            # Names, call ids and argument keys are the model's to choose: a secret in any of
+            # them is redacted like one in a value.
             tool_calls=[
-                c.model_copy(update={"arguments": self._redactor.value(c.arguments)})
+                ToolCallSpec.model_construct(
+                    call_id=redact.text(c.call_id),
+                    tool=redact.text(c.tool),
+                    arguments=redact.value(c.arguments),
+                )
                 for c in response.tool_calls
             ],
             prompt_tokens=response.usage.prompt_tokens,
@@ -538,6 +519,11 @@ class RunContext(Context):
             raise Stop(_failed(f"{exc.code}: {exc.message}", exc.code)) from exc
         except Exception as exc:  # a provider bug must still end the run on record
             raise Stop(_failed(f"model_error: {type(exc).__name__}: {exc}", "model_error")) from exc
+        # Oversized arguments never reach the log, the raw copy or the workflow: their stand-in
+        # does, and replays as recorded (the gate then denies the call, check input_size).
+        calls = bounded_calls(response.tool_calls, self.agent.contract.max_argument_bytes)
+        if calls is not response.tool_calls:
+            response = replace(response, tool_calls=calls)
         return response, (time.perf_counter() - started) * 1000
 
     def _pause_if_killed(self, tool: str) -> None:
@@ -588,14 +574,16 @@ class RunContext(Context):
             NonDeterminismError: The log's step here was another tool or other arguments.
         """
         step = self._next()
-        spec = ToolCallSpec(call_id=call_id or f"call_{step}", tool=name, arguments=arguments)
+        # Weighed before anything reads them: over the limit, only their stand-in goes on.
+        bounded = within_limit(arguments, self.agent.contract.max_argument_bytes)
+        spec = ToolCallSpec(call_id=call_id or f"call_{step}", tool=name, arguments=bounded)
         record = self._history.steps.get(step)
         if record is None:
             self._before_new_work()
             self._pause_if_killed(name)
             decision = self._gate.submit(self._state, spec, step=step)
         else:
-            self._expect_call(record, spec)
+            spec = self._expect_call(record, spec, arguments)
             decision = self._resolve(record, spec)
         self.decisions.append(decision)
         self._last_tool = name
@@ -610,7 +598,7 @@ class RunContext(Context):
             raise Suspend(
                 waiting_on=[decision.request_id],
                 wake_at=None,
-                reason=f"step {step} ({name}) waits for approval {decision.request_id}",
+                reason=f"step {step} ({decision.tool}) waits for approval {decision.request_id}",
             )
         return decision
 
@@ -686,19 +674,31 @@ class RunContext(Context):
                 "deploy changes to new runs only",
             )
 
-    def _expect_call(self, record: StepRecord, spec: ToolCallSpec) -> None:
-        self._expect(record, "tool", f"tool {spec.tool}")
+    def _expect_call(
+        self, record: StepRecord, spec: ToolCallSpec, arguments: dict[str, JsonValue]
+    ) -> ToolCallSpec:
+        """The call as the log recorded it; raise if the workflow asked for another.
+
+        `arguments` are the workflow's own, which a log from before `max_argument_bytes` may
+        hold in full where `spec` carries their stand-in.
+        """
+        # The log holds the name redacted (logs from before that, as proposed): like with like.
+        shown = self._redactor.text(spec.tool)
+        self._expect(record, "tool", f"tool {shown}")
         assert record.proposed is not None  # noqa: S101
-        if record.proposed.tool != spec.tool:
+        if record.proposed.tool not in (shown, spec.tool):
             raise NonDeterminismError(
-                f"step {record.step}: the workflow called {spec.tool}, the log records "
+                f"step {record.step}: the workflow called {shown}, the log records "
                 f"{record.proposed.tool}"
             )
-        if record.proposed.input_hash != input_hash(spec.arguments):
-            raise NonDeterminismError(
-                f"step {record.step}: {spec.tool} was called with other arguments than the log "
-                "records (input hash differs)"
-            )
+        if record.proposed.input_hash == input_hash(spec.arguments):
+            return spec
+        if spec.arguments is not arguments and record.proposed.input_hash == input_hash(arguments):
+            return spec.model_copy(update={"arguments": arguments})
+        raise NonDeterminismError(
+            f"step {record.step}: {shown} was called with other arguments than the log "
+            "records (input hash differs)"
+        )
 
     def _resolve(self, record: StepRecord, spec: ToolCallSpec) -> Decision:
         """The decision of a step the log already holds, finishing it if it was interrupted."""
@@ -755,14 +755,14 @@ class RunContext(Context):
             reason = f"denied by {by.approver}: {by.reason}" if by else "approval denied"
         decided = GateDecided(
             step=record.step,
-            tool=spec.tool,
+            tool=self._redactor.text(spec.tool),
             decision="denied",
             check="approval",
             reason=reason,
             policy_ids=record.decided.policy_ids if record.decided else [],
         )
         self._state.append(self._store, [decided])
-        return Denied(step=record.step, tool=spec.tool, check="approval", reason=reason)
+        return Denied(step=record.step, tool=decided.tool, check="approval", reason=reason)
 
     def _seal(self, name: str, value: Any) -> bytes:  # noqa: ANN401 - any JSON value
         return self._vault.seal(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,22 +22,62 @@ from charter._events import (
     RunStarted,
     RunSuspended,
     TimerStarted,
+    ToolCallSpec,
     ToolCompleted,
     ToolProposed,
 )
 from charter.gate import RunState
+from charter.models import ModelResponse, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from charter._agent import Agent
     from charter._events import CheckName, Event
+    from charter.models import Message
     from charter.privacy import Vault
     from charter.store import RunRecord, Store, StoredEvent
 
-__all__ = ["CollectorPause", "History", "LoadedRun", "StepRecord"]
+__all__ = [
+    "CollectorPause",
+    "History",
+    "LoadedRun",
+    "StepRecord",
+    "request_hash",
+    "response_from_json",
+    "response_to_json",
+]
 
 StepKind = Literal["model", "tool", "timer"]
+
+
+def request_hash(messages: list[Message]) -> str:
+    """SHA-256 of the conversation sent to a model: the context the agent saw."""
+    return hashlib.sha256(json.dumps([m.content for m in messages]).encode()).hexdigest()
+
+
+def response_to_json(response: ModelResponse) -> dict[str, Any]:
+    """A model response as JSON, for its encrypted raw copy."""
+    return {
+        "text": response.text,
+        "tool_calls": [c.model_dump(mode="json") for c in response.tool_calls],
+        "usage": [response.usage.prompt_tokens, response.usage.completion_tokens],
+        "cost_usd": response.cost_usd,
+        "confidence": response.confidence,
+    }
+
+
+def response_from_json(data: dict[str, Any]) -> ModelResponse:
+    """The model response a raw copy holds: a model step's answer, replayed."""
+    return ModelResponse(
+        text=data["text"],
+        tool_calls=tuple(ToolCallSpec.model_validate(c) for c in data["tool_calls"]),
+        usage=Usage(prompt_tokens=data["usage"][0], completion_tokens=data["usage"][1]),
+        cost_usd=data["cost_usd"],
+        confidence=data.get("confidence"),
+    )
+
+
 ApprovalState = Literal["pending", "approved", "denied", "expired", "escalated"]
 
 

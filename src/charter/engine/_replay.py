@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter._events import RunFinished
-from charter.engine._context import (
-    Context,
-    Finish,
-    Stop,
-    Suspend,
+from charter.engine._context import Context, Finish, Stop, Suspend
+from charter.engine._history import (
+    CollectorPause,
+    LoadedRun,
     request_hash,
     response_from_json,
 )
-from charter.engine._history import CollectorPause, LoadedRun
 from charter.exceptions import NotFoundError
 from charter.gate import input_hash
+from charter.gate._validate import within_limit
 from charter.privacy import Vault
 
 if TYPE_CHECKING:
@@ -130,8 +129,12 @@ class ReplayContext(Context):
             StepReplay(step=step, kind=kind, what=what, verdict=verdict, detail=detail)
         )
 
-    def _recorded(self, kind: str, what: str) -> StepRecord:
-        """The log's step here, or halt: past the log, or a different kind of step."""
+    def _recorded(self, kind: str, what: str, *, named: str = "") -> StepRecord:
+        """The log's step here, or halt: past the log, or a different kind of step.
+
+        A tool step matches its name as the log holds it (`what`, redacted) or, in logs from
+        before names were redacted, as the workflow `named` it.
+        """
         self._step += 1
         record = self._history.steps.get(self._step)
         if record is None:
@@ -143,7 +146,7 @@ class ReplayContext(Context):
                 raise _Halt(f"step {self._step} diverged: the run ended before it")
             self._record(self._step, kind, what, "past_log", "the run never reached this step")
             raise _Halt(f"the workflow asks for step {self._step}, past the end of the log")
-        if record.kind != kind or (kind == "tool" and record.tool != what):
+        if record.kind != kind or (kind == "tool" and record.tool not in (what, named or what)):
             recorded = record.tool or record.kind
             self._record(self._step, kind, what, "diverged", f"the log records {recorded} here")
             raise _Halt(f"step {self._step} diverged")
@@ -190,9 +193,16 @@ class ReplayContext(Context):
     ) -> Decision:
         """The recorded decision for this step; never the tool itself."""
         del call_id
-        record = self._recorded("tool", name)
+        name, asked = self._redactor.text(name), name
+        record = self._recorded("tool", name, named=asked)
         assert record.proposed is not None  # noqa: S101
-        same = record.proposed.input_hash == input_hash(arguments)
+        # Hashed as the live context hashes them: over the limit, their stand-in.
+        bounded = within_limit(arguments, self._state.agent.contract.max_argument_bytes)
+        recorded = record.proposed.input_hash
+        # A log from before the limit holds oversized arguments' own hash.
+        same = recorded == input_hash(bounded) or (
+            bounded is not arguments and recorded == input_hash(arguments)
+        )
         verdict: Verdict = "match" if same else "diverged"
         detail = "" if same else "called with other arguments than recorded"
         if record.completed is not None:

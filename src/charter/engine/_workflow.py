@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,12 +13,16 @@ from charter._decision import Allowed, Decision, Denied, Failed, NeedsApproval, 
 from charter.engine._context import Context, Finish
 from charter.exceptions import ConfigError
 from charter.models import Message
+from charter.privacy import redact_text
 
 if TYPE_CHECKING:
     from charter._agent import Agent
     from charter._config import Config
 
 __all__ = ["Workflow", "WorkflowFn", "agent_loop", "load_workflows"]
+
+_SHOWN = 300
+"""The most of an exception's message a configuration error quotes."""
 
 WorkflowFn = Callable[[Context, Any], Any]
 """`fn(ctx, input)`: returns a `Finish`, or any value (the run then completes as resolved)."""
@@ -92,22 +97,41 @@ def agent_loop(ctx: Context, task: str) -> Finish:
 def load_workflows(target: str, config: Config) -> list[Workflow]:
     """Import `module:factory` and call `factory(config)` for the workflows it provides.
 
+    The factory must be a function (or other Python callable) returning `Workflow` objects. A
+    builtin such as `os:system` is refused before it is called: none returns workflows, and
+    some act on whatever they are given.
+
     Raises:
-        ConfigError: The target does not import, or does not provide workflows.
+        ConfigError: The target does not import, is not such a callable, raises, or does not
+            provide workflows; the message names the target and, for an exception, its type
+            and (redacted) message.
     """
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ConfigError(
             f"--app {target!r} is not module:factory", hint="e.g. --app charter.examples:workflows"
         )
+    hint = "--app names module:factory, where factory(config) returns Workflow objects"
     try:
         factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"cannot load {target}: {exc}", hint="is the module on the Python path?"
-        ) from exc
-    provided = factory(config)
-    workflows = list(provided) if isinstance(provided, Iterable) else []
+    except Exception as exc:  # importing runs the module's own code
+        raise ConfigError(f"cannot load {target}: {_described(exc)}", hint=hint) from exc
+    if not callable(factory) or inspect.isbuiltin(factory) or inspect.isclass(factory):
+        kind = type(factory).__name__
+        raise ConfigError(f"{target} is a {kind}, not a workflow factory", hint=hint)
+    try:
+        provided = factory(config)
+        workflows = list(provided) if isinstance(provided, Iterable) else []
+    except (Exception, SystemExit) as exc:  # the factory is the user's code
+        raise ConfigError(f"{target} raised {_described(exc)}", hint=hint) from exc
     if not workflows or not all(isinstance(w, Workflow) for w in workflows):
-        raise ConfigError(f"{target} must return Workflow objects, got {provided!r}")
+        raise ConfigError(
+            f"{target} must return Workflow objects, got {type(provided).__name__}", hint=hint
+        )
     return workflows
+
+
+def _described(exc: BaseException) -> str:
+    """An exception as its type and redacted message, cut short."""
+    text = redact_text(f"{type(exc).__name__}: {exc}")
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"

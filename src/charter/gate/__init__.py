@@ -8,6 +8,7 @@ from charter.gate._controls import Controls, hash_token
 from charter.gate._execute import Executor
 from charter.gate._limits import budget_caps, rate_rule
 from charter.gate._pipeline import Gate, Stage
+from charter.gate._validate import bounded_calls, within_limit
 
 __all__ = [
     "ArtifactCache",
@@ -18,9 +19,11 @@ __all__ = [
     "Gate",
     "RunState",
     "Stage",
+    "bounded_calls",
     "budget_caps",
     "hash_token",
     "idempotency_key",
     "input_hash",
     "rate_rule",
+    "within_limit",
 ]

@@ -132,6 +132,15 @@ class Call:
     span: ToolSpan | None = None
     """The step's trace span, which the gate reports its decision and result into."""
 
+    @property
+    def tool_name(self) -> str:
+        """The proposed tool's name as the log, spans and decisions carry it: redacted.
+
+        A model may propose any name, a secret included; a granted tool's name comes through
+        as it is. Resume and replay compare names in this form (see `RunContext.tool`).
+        """
+        return self.run.agent.contract.redactor.text(self.spec.tool)
+
     def context(self, *, attempt: int = 1) -> ToolContext:
         """What the tool's `run`, `facts` and `preview` are told about this call."""
         return ToolContext(

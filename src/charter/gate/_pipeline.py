@@ -1,9 +1,10 @@
 """The gate: every proposed tool call passes the same stages, in order, and each leaves a check.
 
-Stages 1-8 decide and do no side effect. The proposal and the decision, carrying every stage's
-check (and, when held, the approval request), are written in one durable append *before*
-anything executes: that append is the intent. Stages 9-11 then execute, validate the output and
-record the result, which rides on the run's next append (see `RunState.defer`).
+The decision stages (`Gate.stages`) do no side effect. The proposal and the decision, carrying
+every stage's check (and, when held, the approval request), are written in one durable append
+*before* anything executes: that append is the intent. The last three stages then execute,
+validate the output and record the result, which rides on the run's next append (see
+`RunState.defer`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from charter.gate._controls import Controls
 from charter.gate._execute import Execution, Executor, validate_output
 from charter.gate._limits import budget_caps, check_budget, check_rate_limit, rate_rule
 from charter.gate._policy import check_policy
-from charter.gate._validate import check_schema, check_verifiers
+from charter.gate._validate import check_input_size, check_schema, check_verifiers, within_limit
 from charter.gate._verifier import check_verifier
 from charter.privacy import Redactor, Vault
 from charter.store import Reserve, Settle, micros, usd
@@ -98,6 +99,7 @@ class Gate:
             partial(check_kill_switch, controls=self.controls),
             partial(check_principal, controls=self.controls),
             check_grant,
+            check_input_size,
             check_schema,
             partial(check_policy, clock=clock),
             check_rate_limit,
@@ -106,7 +108,7 @@ class Gate:
             check_verifier,
             check_approval,
         ]
-        """Stages 1-10, in order. Execution, output and record follow for allowed calls."""
+        """Stages 1-11, in order. Execution, output and record follow for allowed calls."""
         self.sleep = sleep
         """How a call waits for a rate-limit token (`on_limit: wait`)."""
 
@@ -140,8 +142,14 @@ class Gate:
 
         `step` is the call's place in the run; with the run id it fixes the idempotency key, so
         a step judged again after a crash or an approval presents the same key downstream.
+        Arguments over the contract's `max_argument_bytes` are replaced by their stand-in
+        before anything reads them (see `within_limit`), and denied by the `input_size` stage.
         """
         key = idempotency_key(run.run_id, step)
+        limit = run.agent.contract.max_argument_bytes
+        bounded = within_limit(spec.arguments, limit)
+        if bounded is not spec.arguments:
+            spec = spec.model_copy(update={"arguments": bounded})
         with self._step_span(run, spec.tool, step, key) as span:
             hit: LimitReached | None = None
             known: int | None = None
@@ -188,7 +196,8 @@ class Gate:
     ) -> AbstractContextManager[ToolSpan]:
         grant = run.agent.contract.tools.get(tool)
         return self.telemetry.tool_step(
-            tool=tool,
+            # The name is the model's to propose: a secret in it must not name a span.
+            tool=run.agent.contract.redactor.text(tool),
             effect=grant.effect.value if grant is not None else "ungranted",
             step=step,
             idempotency_key=key,
@@ -212,10 +221,10 @@ class Gate:
                 started_ns=deciding,
                 ended_ns=time.time_ns(),
             )
-        tool = spec.tool
+        tool = call.tool_name
         proposed = ToolProposed(
             step=step,
-            call_id=spec.call_id,
+            call_id=redactor.text(spec.call_id),
             tool=tool,
             effect=call.grant.effect.value if call.grant else "unknown",
             arguments=redactor.value(spec.arguments),
@@ -368,10 +377,10 @@ class Gate:
         redactor = contract.redactor
         excluded = sorted({name for name in (contract.owner, call.run.initiator) if name})
         shown = ", ".join(f"{k}={v!r}" for k, v in redactor.value(call.spec.arguments).items())
-        summary = f"{call.spec.tool}({shown})"
+        summary = f"{call.tool_name}({shown})"
         decision = NeedsApproval(
             step=call.step,
-            tool=call.spec.tool,
+            tool=call.tool_name,
             tier=final.tier,
             request_id=request_id,
             reason=redactor.text(final.reason),
@@ -380,7 +389,7 @@ class Gate:
         events: list[Event] = [
             GateDecided(
                 step=call.step,
-                tool=call.spec.tool,
+                tool=call.tool_name,
                 decision="needs_approval",
                 check=final.check,
                 reason=redactor.text(final.reason),
@@ -392,7 +401,7 @@ class Gate:
             ApprovalRequested(
                 step=call.step,
                 request_id=request_id,
-                tool=call.spec.tool,
+                tool=call.tool_name,
                 tier=final.tier,
                 role=tier.role,
                 approvers=tier.approvers,
@@ -479,7 +488,7 @@ class Gate:
         timings.append(0)  # the record is this very append
         completed = ToolCompleted(
             step=call.step,
-            tool=tool.name,
+            tool=call.tool_name,
             status="error" if failed else "ok",
             output=redactor.value(output) if output is not None else None,
             output_hash=input_hash(output) if output is not None else None,
@@ -528,14 +537,16 @@ class Gate:
             bad = checks[-2]
             return Failed(
                 step=call.step,
-                tool=tool.name,
+                tool=call.tool_name,
                 check=bad.check,
                 code=str(completed.error_code),
                 reason=bad.reason,
                 retryable=bool(execution.error and execution.error.retryable),
             )
         assert output is not None  # noqa: S101
-        return Allowed(step=call.step, tool=tool.name, output=output, policy_ids=tuple(policy_ids))
+        return Allowed(
+            step=call.step, tool=completed.tool, output=output, policy_ids=tuple(policy_ids)
+        )
 
 
 _DECISIONS = {"pass": "allowed", "deny": "denied", "hold": "needs_approval", "propose": "proposed"}

@@ -1,8 +1,17 @@
-"""Stage 4 (input schema) and stage 7 (deterministic verifiers)."""
+"""The input size stage, the input schema stage and the deterministic verifiers.
+
+A call's arguments are weighed before anything else reads them: `within_limit` walks them, and
+stops as soon as they pass the contract's `max_argument_bytes` (or nest deeper than
+`MAX_ARGUMENT_DEPTH`), so a 10 MB argument costs what the limit costs to weigh. What is over is
+replaced by a small stand-in: what the run records, hashes and replays from then on, and what
+the `input_size` stage denies.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import itertools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -10,9 +19,104 @@ from charter._contract import Effect
 from charter._decision import CheckResult
 
 if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from charter._events import ToolCallSpec
     from charter.gate._call import Call
 
-__all__ = ["check_schema", "check_verifiers"]
+__all__ = [
+    "MAX_ARGUMENT_DEPTH",
+    "OVERSIZED",
+    "bounded_calls",
+    "check_input_size",
+    "check_schema",
+    "check_verifiers",
+    "within_limit",
+]
+
+OVERSIZED = "(oversized)"
+"""The one key of the stand-in for arguments over the limit: not a name a Python field can
+have, so a tool's real arguments are not mistaken for a stand-in."""
+
+MAX_ARGUMENT_DEPTH = 64
+"""Arguments nested deeper than this are refused like oversized ones: every later reader of them
+(redaction, hashing, validation) recurses, and would fail on a few thousand levels."""
+
+_END = object()
+
+
+def _overflow(arguments: object, limit: int) -> dict[str, JsonValue] | None:
+    """What is over in `arguments` (bytes or depth), or None when they are within bounds.
+
+    The size is that of the compact JSON text in UTF-8, escapes aside. The walk is iterative and
+    stops as soon as the size passes `limit`: a string is weighed by its length before it is
+    encoded, and a container is weighed item by item.
+    """
+    size = 0
+    stack: list[Any] = [iter((arguments,))]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            continue
+        size += 1  # the comma, colon or bracket around it
+        if isinstance(item, str):
+            if len(item) > limit - size:  # a character is one byte at least
+                return {"limit_bytes": limit, "at_least_bytes": size + len(item)}
+            size += 2 + (len(item) if item.isascii() else len(item.encode(errors="replace")))
+        elif isinstance(item, Mapping | list | tuple):
+            if len(stack) > MAX_ARGUMENT_DEPTH:
+                return {"limit_depth": MAX_ARGUMENT_DEPTH}
+            pairs = item.items() if isinstance(item, Mapping) else ((child,) for child in item)
+            stack.append(itertools.chain.from_iterable(pairs))
+        elif isinstance(item, bool) or item is None:
+            size += 5
+        elif isinstance(item, int):
+            size += item.bit_length() * 3 // 10 + 2  # its decimal digits, and a sign
+        else:  # floats and anything a JSON encoder would turn into a short string
+            size += 24
+        if size > limit:
+            return {"limit_bytes": limit, "at_least_bytes": size}
+    return None
+
+
+def within_limit(arguments: dict[str, Any], limit: int) -> dict[str, Any]:
+    """`arguments` themselves when within `limit` bytes and `MAX_ARGUMENT_DEPTH`, else a stand-in.
+
+    The stand-in, `{"(oversized)": {"limit_bytes": L, "at_least_bytes": N}}` (or
+    `{"limit_depth": D}`), says what was over; it is the same for the same arguments, so a run
+    that recorded it replays. Nothing of the arguments themselves is in it.
+    """
+    over = _overflow(arguments, limit)
+    return arguments if over is None else {OVERSIZED: over}
+
+
+def bounded_calls(calls: tuple[ToolCallSpec, ...], limit: int) -> tuple[ToolCallSpec, ...]:
+    """A model's proposed calls, each one's arguments `within_limit`; `calls` if none was over."""
+    bounded = [within_limit(call.arguments, limit) for call in calls]
+    if all(args is call.arguments for args, call in zip(bounded, calls, strict=True)):
+        return calls
+    return tuple(
+        call.model_copy(update={"arguments": args})
+        for args, call in zip(bounded, calls, strict=True)
+    )
+
+
+def check_input_size(call: Call) -> CheckResult:
+    """Deny a call whose arguments were over the contract's `max_argument_bytes` or too deep."""
+    limit = call.run.agent.contract.max_argument_bytes
+    source = "contract:max_argument_bytes"
+    over = call.spec.arguments.get(OVERSIZED)
+    if isinstance(over, dict):
+        if "limit_depth" in over:
+            reason = f"arguments nest deeper than {over['limit_depth']} levels"
+        else:
+            reason = (
+                f"arguments are at least {over.get('at_least_bytes')} bytes, over the limit of "
+                f"{over.get('limit_bytes')} (max_argument_bytes)"
+            )
+        return CheckResult.denied("input_size", reason, source, **over)
+    return CheckResult.passed("input_size", f"arguments within {limit} bytes", source)
 
 
 def check_schema(call: Call) -> CheckResult:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from charter._contract import describe_error
+from charter._files import read_data
 from charter.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -73,12 +73,7 @@ class PriceTable(BaseModel):
                 names the file and the failing key.
         """
         file = Path(path)
-        try:
-            raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read price table: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: price table is not valid YAML: {exc}") from exc
+        raw = read_data(file, error=ConfigError, what="price table")
         try:
             return cls.model_validate(raw or {})
         except ValidationError as exc:

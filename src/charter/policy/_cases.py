@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from charter._contract import load_contract
+from charter._contract import describe_error, load_contract
+from charter._files import read_data
 from charter.exceptions import PolicyTestError
 from charter.policy._cedar import CedarPolicy
 from charter.policy._context import AGENT_ENTITY
 from charter.policy._engine import EntityRef, PolicyRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["CaseResult", "PolicyCase", "PolicyCases", "load_cases", "run_cases"]
 
@@ -76,33 +79,57 @@ class CaseResult:
     reason: str
 
 
-def load_cases(path: str | Path) -> tuple[PolicyCases, CedarPolicy]:
-    """Read a case table and load the policy set it names."""
+def load_cases(
+    path: str | Path, *, roots: Sequence[str | Path] = ()
+) -> tuple[PolicyCases, CedarPolicy]:
+    """Read a case table and load the policy set it names.
+
+    The files the table names (`contract`, or `policies` and `schema`), and those the contract
+    names, must lie in their own file's folder or in one of `roots`, as `load_contract` says.
+
+    Raises:
+        PolicyTestError: The table cannot be read or is not a case table, or a file it names
+            lies outside its folder and `roots`.
+        ContractError: The contract it names does not load.
+        PolicyLoadError: The policy set does not load.
+    """
     file = Path(path)
+    raw = read_data(file, error=PolicyTestError, what="policy test table")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
         table = PolicyCases.model_validate(raw)
-    except OSError as exc:
-        raise PolicyTestError(f"{file}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise PolicyTestError(f"{file}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(describe_error(e) for e in exc.errors())
         raise PolicyTestError(f"{file}: not a policy test table: {problems}") from exc
-    base = file.parent
+    allowed = (file.resolve().parent, *(Path(root).resolve() for root in roots))
     if table.contract is not None:
-        contract = load_contract(base / table.contract)
-        policies = contract.resolve(contract.policy.policies)
-        schema = contract.resolve(contract.policy.schema_file)
+        contract = load_contract(_confined(file, "contract", table.contract, allowed), roots=roots)
+        policies = contract.resolve(contract.policy.policies, key="policy.policies")
+        schema = contract.resolve(contract.policy.schema_file, key="policy.schema")
     elif table.policies and table.schema_file:
-        policies, schema = base / table.policies, base / table.schema_file
+        policies = _confined(file, "policies", table.policies, allowed)
+        schema = _confined(file, "schema", table.schema_file, allowed)
     else:
         raise PolicyTestError(
             f"{file}: name the policy set with 'contract:' or with both 'policies:' and 'schema:'"
         )
     return table, CedarPolicy.from_files(policies=policies, schema=schema)
+
+
+def _confined(file: Path, key: str, named: str, allowed: tuple[Path, ...]) -> Path:
+    """A file the table names, resolved; it must lie in one of the `allowed` folders."""
+    try:
+        path = (allowed[0] / named).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop
+        raise PolicyTestError(
+            f"{file}: {key} {named!r} is not a usable path ({type(exc).__name__})"
+        ) from None
+    if not any(path.is_relative_to(root) for root in allowed):
+        raise PolicyTestError(
+            f"{file}: {key} {named!r} leads outside the allowed folders "
+            f"({', '.join(map(str, allowed))})",
+            hint="keep the file beside the table, or add its folder to CHARTER_POLICY_ROOTS",
+        )
+    return path
 
 
 def run_cases(table: PolicyCases, engine: CedarPolicy) -> list[CaseResult]:

@@ -4,6 +4,11 @@ Policies are parsed and validated against the schema once, at load; every policy
 `@id`. A `forbid` annotated `@approval_tier("name")` is an approval gate: when the only policies
 refusing a request are approval gates, and the request would be allowed without them, the
 decision is `approval` with that tier rather than `deny`.
+
+Cedar's parse errors quote the text they fail on. Loaded from files, a policy file is quoted only
+when it is named as one (`*.cedar`, `*.cedarschema`): a contract that points `policies:` at a
+key file or a password file gets an error with the line alone, never the line itself. A file that
+does parse is Cedar, and its own policy ids and validation messages are shown as they are.
 """
 
 from __future__ import annotations
@@ -25,23 +30,26 @@ __all__ = ["CedarPolicy"]
 
 # A statement ends with ";" at the end of a line; good enough to point at the broken one.
 _STATEMENT_END = re.compile(r"(?<=;)[ \t]*\n")
+_BRACKET = re.compile(r"[\[\](){}]")
+_MAX_NESTING = 64
+"""Brackets nested deeper than this are refused before Cedar reads them: its parser recurses
+natively, and a few hundred levels overflow the process's stack (a crash, not an error)."""
 
 
 class CedarPolicy:
     """A validated Cedar policy set with its schema, ready to evaluate requests."""
 
-    def __init__(self, *, policies: str, schema: str, source: str = "<policies>") -> None:
-        """Parse and validate; raise `PolicyLoadError` pointing at the failing policy."""
+    def __init__(
+        self, *, policies: str, schema: str, source: str = "<policies>", quote: bool = True
+    ) -> None:
+        """Parse and validate; raise `PolicyLoadError` pointing at the failing policy.
+
+        `quote`: a parse error may show the text it failed on (Cedar's message, the failing
+        statement's first line); off, it names the line only (see `from_files`).
+        """
         self.source = source
         self.text = policies
-        try:
-            self._schema = cedarpy.Schema.from_str(schema)
-        except ValueError as exc:
-            raise PolicyLoadError(f"{source}: the Cedar schema does not parse: {exc}") from exc
-        try:
-            self._all = cedarpy.PolicySet.from_str(policies)
-        except ValueError as exc:
-            raise PolicyLoadError(_locate_parse_error(policies, source, exc)) from exc
+        self._schema, self._all = _parse(policies, schema, source, quote=quote)
         static: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(policies))[
             "staticPolicies"
         ]
@@ -84,15 +92,21 @@ class CedarPolicy:
 
     @classmethod
     def from_files(cls, *, policies: Path, schema: Path) -> CedarPolicy:
-        """Load policies and schema from files."""
-        try:
-            return cls(
-                policies=policies.read_text(encoding="utf-8"),
-                schema=schema.read_text(encoding="utf-8"),
-                source=str(policies),
-            )
-        except OSError as exc:
-            raise PolicyLoadError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+        """Load policies and schema from files.
+
+        Parse errors quote the text only when both files are named as what they are (`*.cedar`,
+        `*.cedarschema` or `*.cedarschema.json`, after symlinks): no other file is echoed.
+
+        Raises:
+            PolicyLoadError: A file is missing, not a regular file, not UTF-8 text or not Cedar,
+                or the policies do not validate against the schema.
+        """
+        quote = policies.resolve().name.endswith(".cedar") and (
+            schema.resolve().name.endswith((".cedarschema", ".cedarschema.json"))
+        )
+        return cls(
+            policies=_read(policies), schema=_read(schema), source=str(policies), quote=quote
+        )
 
     @property
     def digest(self) -> str:
@@ -169,7 +183,53 @@ def _to_cedar(request: PolicyRequest) -> tuple[dict[str, Any], list[dict[str, An
     return cedar_request, entities
 
 
-def _locate_parse_error(policies: str, source: str, exc: ValueError) -> str:
+_WITHHELD = " (Cedar's message quotes the file, so it is shown only for *.cedar files)"
+
+
+def _read(path: Path) -> str:
+    """A policy or schema file's text."""
+    try:
+        if path.exists() and not path.is_file():
+            # A FIFO or device would block or never end; a folder is a mistake.
+            raise PolicyLoadError(f"{path}: not a regular file")
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyLoadError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyLoadError(
+            f"{path}: not Cedar: not UTF-8 text (byte {exc.start} is not)"
+        ) from None
+
+
+def _parse(
+    policies: str, schema: str, source: str, *, quote: bool
+) -> tuple[cedarpy.Schema, cedarpy.PolicySet]:
+    for what, text in (("schema", schema), ("policies", policies)):
+        if _nesting(text) > _MAX_NESTING:
+            raise PolicyLoadError(
+                f"{source}: brackets in the Cedar {what} nest deeper than {_MAX_NESTING} levels"
+            )
+    try:
+        parsed_schema = cedarpy.Schema.from_str(schema)
+    except ValueError as exc:
+        said = f": {exc}" if quote else _WITHHELD
+        raise PolicyLoadError(f"{source}: the Cedar schema does not parse{said}") from None
+    try:
+        return parsed_schema, cedarpy.PolicySet.from_str(policies)
+    except ValueError as exc:
+        raise PolicyLoadError(_locate_parse_error(policies, source, exc, quote=quote)) from None
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest in `text` (brackets in strings and comments count too)."""
+    depth = deepest = 0
+    for match in _BRACKET.finditer(text):
+        depth = depth + 1 if match.group() in "([{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _locate_parse_error(policies: str, source: str, exc: ValueError, *, quote: bool) -> str:
     """Cedar's parse errors carry no position; find the first statement that fails on its own."""
     offset = 0
     for chunk in _STATEMENT_END.split(policies):
@@ -182,6 +242,8 @@ def _locate_parse_error(policies: str, source: str, exc: ValueError) -> str:
         except ValueError:
             stripped = chunk.lstrip()
             line = policies.count("\n", 0, begin + len(chunk) - len(stripped)) + 1
+            if not quote:
+                return f"{source}:{line}: the policy starting here does not parse{_WITHHELD}"
             first = stripped.splitlines()[0]
             return f"{source}:{line}: policy starting {first!r} does not parse: {exc}"
-    return f"{source}: policies do not parse: {exc}"
+    return f"{source}: policies do not parse" + (f": {exc}" if quote else _WITHHELD)
