@@ -238,7 +238,7 @@ class TestAttacks:
     ) -> None:
         """A provider written into the file without an admin: its tokens are refused and
         verify names it."""
-        from conftest import RawDb  # noqa: PLC0415
+        from _factories import RawDb  # noqa: PLC0415
 
         db = RawDb(client.store)  # type: ignore[arg-type]
         config = ProviderConfig.parse(issuer.provider(**PEOPLE), source="x").model_dump_json()

@@ -309,7 +309,7 @@ class TestExpiry:
 
 # --- records altered outside Charter ------------------------------------------------------------
 def _raw(client: Client) -> Any:
-    from conftest import RawDb  # noqa: PLC0415
+    from _factories import RawDb  # noqa: PLC0415
 
     return RawDb(client.store)  # type: ignore[arg-type]
 

@@ -208,7 +208,7 @@ def secret_workflows(config: Any) -> list[Workflow]:
     """`--app test_security_input:secret_workflows`: the workflow, under $SECRET_APP_CONTRACT."""
     import os  # noqa: PLC0415 - read when the CLI calls the factory, never at import
 
-    from conftest import Toolset  # noqa: PLC0415
+    from _factories import Toolset  # noqa: PLC0415
 
     del config
     model = ScriptedModel([SECRET_CALLS])
