@@ -5,10 +5,14 @@ reasons); tracing makes a step's spans and records its metrics. Both are timed h
 own, in one process, with nothing else running:
 
 * redaction per KB of payload, on a typical tool output with no sensitive value (the common
-  case) and on one that holds an email, a card number and a phone number; beside it, in the
-  same run, the same detectors' exact patterns scanned over the whole text with Python's `re`
-  and no RE2 first pass (what the two-pass design saves), and `json.dumps` of the same payload
-  (what every step already pays for the same bytes);
+  case) and on one that holds an email, a card number and a phone number; then the clean one
+  in other scripts (German and Japanese notes, which read as they are written: what text
+  that is not ASCII pays), and the sensitive one disguised (a full-width at sign, zero-width
+  spaces in the card, hyphens that are not ASCII: what reading a text in compatibility form
+  costs); beside each, in the same run, the same detectors' exact patterns
+  scanned over the whole text with Python's `re` and no RE2 first pass (what the two-pass
+  design saves), and `json.dumps` of the same payload (what every step already pays for the
+  same bytes);
 * tracing per step: the spans and metrics of one model step and one tool step (`chat`,
   `execute_tool` with its `charter.decide`), through the OpenTelemetry SDK with a batch
   processor and an exporter that drops what it is given (export happens on another thread,
@@ -55,13 +59,24 @@ START, END = "<!-- bench:privacy:start -->", "<!-- bench:privacy:end -->"
 COMMAND = "`make bench` (prints) or `.venv/bin/python -m bench.privacy --write` (also writes here)"
 
 
-def typical_output(*, sensitive: bool) -> dict[str, Any]:
+CONTACTS = {
+    "clean": "the customer on file, card on file, phone on file",
+    "sensitive": "jane.doe@example.com, card 4242 4242 4242 4242, +1 415 555 0132",
+    "clean, other scripts": "die Kundin aus München, Karte hinterlegt, Telefon hinterlegt",
+    "disguised": (
+        "jane.doe\uff20example.com, card 4242\u200b4242\u200b4242\u200b4242, "
+        "+1\u2011415\u2011555\u20110132"
+    ),
+}
+"""The contact line of each payload: none, three values, none in German, three disguised."""
+NOTES = {"clean, other scripts": "日本語のメモ、二重請求の返金は承認待ちです。"}
+"""A note more for the payload in other scripts."""
+SENSITIVE = {"clean": False, "sensitive": True, "clean, other scripts": False, "disguised": True}
+
+
+def typical_output(kind: str) -> dict[str, Any]:
     """A lookup's answer as a support or billing tool returns it: about 1 KB of JSON."""
-    contact = (
-        "jane.doe@example.com, card 4242 4242 4242 4242, +1 415 555 0132"
-        if sensitive
-        else "the customer on file, card on file, phone on file"
-    )
+    contact = CONTACTS[kind]
     return {
         "charge_id": "ch_acme_1003",
         "tenant_id": "acme",
@@ -79,6 +94,7 @@ def typical_output(*, sensitive: bool) -> dict[str, Any]:
             ),
             "Policy: refunds above 100.00 need a finance approver; this one is 240.00.",
             "Previous refund re_77 of 19.99 was issued on 2026-03-05 by the on-call agent.",
+            *([NOTES[kind]] if kind in NOTES else []),
         ],
         "metadata": {"region": "us-west-2", "plan": "enterprise", "seats": 140, "sla": "99.9"},
     }
@@ -155,8 +171,8 @@ def one_step(telemetry: Telemetry) -> None:
 def measure() -> dict[str, float]:
     redactor = Redactor()
     results: dict[str, float] = {}
-    for label, sensitive in (("clean", False), ("sensitive", True)):
-        payload = typical_output(sensitive=sensitive)
+    for label, sensitive in SENSITIVE.items():
+        payload = typical_output(label)
         size_kb = len(json.dumps(payload).encode()) / 1024
         results[f"{label}_kb"] = size_kb
         results[f"{label}_redact_us"] = median_us(lambda p=payload: redactor.value(p))
@@ -185,7 +201,7 @@ def measure() -> dict[str, float]:
 
 
 def report(r: dict[str, float]) -> list[str]:
-    per_kb = {k: r[f"{k}_redact_us"] / r[f"{k}_kb"] for k in ("clean", "sensitive")}
+    per_kb = {k: r[f"{k}_redact_us"] / r[f"{k}_kb"] for k in SENSITIVE}
     # A step redacts its tool's output and the model's turn: two of these payloads, clean in
     # the typical step, sensitive in the worst.
     typical = 2 * r["clean_redact_us"] + r["trace_sdk_us"]
@@ -210,7 +226,7 @@ def report(r: dict[str, float]) -> list[str]:
             f"| {k} | {r[f'{k}_kb']:.2f} KB | {r[f'{k}_redact_us']:.1f} µs | "
             f"{per_kb[k]:.1f} µs | {r[f'{k}_re_only_us']:.1f} µs "
             f"({r[f'{k}_re_only_us'] / r[f'{k}_redact_us']:.1f}x) | {r[f'{k}_json_us']:.1f} µs |"
-            for k in ("clean", "sensitive")
+            for k in SENSITIVE
         ),
         "",
         "| Tracing one step (a model call and a tool call) | per step |",
@@ -230,11 +246,14 @@ def report(r: dict[str, float]) -> list[str]:
         ),
         "",
         "Where the time goes. Redaction of a clean payload is one RE2 pass over all its strings",
-        "joined: about `json.dumps` of the same bytes. A payload with values to redact pays for",
-        "each detector whose hint matched (its RE2 scan, then Python's `re` in a window per",
-        "hint), most of it in Python per finding. Tracing is the OpenTelemetry Python SDK's own",
-        "cost: three spans (`chat`, `execute_tool`, `charter.decide`) and four metric",
-        "measurements, about half each; a sampled-out trace still records its metrics.",
+        "joined: about `json.dumps` of the same bytes. The same pass looks for characters to",
+        "read otherwise (full-width forms, zero-width characters, digits of other scripts), so",
+        "text in which it finds none, ASCII or not, pays nothing more; where it finds some, each",
+        "is read in Python and the pass runs again on what was read. A payload with values to",
+        "redact pays for each detector whose hint matched (its RE2 scan, then Python's `re` in a",
+        "window per hint), most of it in Python per finding. Tracing is the OpenTelemetry",
+        "Python SDK's own cost: three spans (`chat`, `execute_tool`, `charter.decide`) and four",
+        "metric measurements, about half each; a sampled-out trace still records its metrics.",
         "`json.dumps` of the same payload, in the same run, is the yardstick for this machine.",
     ]
 

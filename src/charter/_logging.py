@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from charter.exceptions import ConfigError
-from charter.privacy import redact_text
+from charter.privacy import redact, redact_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,7 +42,8 @@ class JsonFormatter(logging.Formatter):
         for name in _FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
-                entry[name] = redact_text(value) if isinstance(value, str) else value
+                # Any JSON value an extra carries (a list of ids, a dict) is redacted whole.
+                entry[name] = redact(value)
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             entry["trace_id"] = f"{context.trace_id:032x}"
