@@ -58,6 +58,13 @@ class TestSubjects:
         with pytest.raises(UserError, match="looks like"):
             check_new_subject(lookalike, ["cope"])
 
+    def test_an_accent_does_not_make_another_person(self) -> None:
+        """`rené` looks like `rene` at a glance: refused while rene is active, and the same
+        person for separation of duties."""
+        with pytest.raises(UserError, match="looks like"):
+            check_new_subject(canonical_subject("Ren\u00e9"), ["rene"])
+        assert same_person("ops-lead@example.co\u1e3f", "ops-lead@example.com")
+
     def test_names_in_one_other_script_are_welcome(self) -> None:
         """A Cyrillic name nobody else looks like, and a Japanese one mixing Han and kana."""
         check_new_subject(canonical_subject("Дмитрий"), ["ivan", "alice"])

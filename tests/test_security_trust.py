@@ -164,6 +164,11 @@ class TestSeparationOfDuties:
         with pytest.raises(ApprovalRefused, match="separation of duties"):
             _vote(client, held, "ivan ")
 
+    def test_the_owner_with_an_accent_is_still_the_owner(self, client: Client, held: str) -> None:
+        """`ops-lead@example.coḿ` (an acute on the m) may not approve the owner's request."""
+        with pytest.raises(ApprovalRefused, match="separation of duties"):
+            _vote(client, held, "ops-lead@example.co\u1e3f")
+
     def test_a_cyrillic_ivan_is_never_created(self, client: Client, held: str) -> None:
         """`ivan` with a Cyrillic i cannot be made a principal, so cannot vote either."""
         with pytest.raises(UserError, match="mixes scripts"):

@@ -99,10 +99,15 @@ def _prototypes() -> dict[str, str]:
 
 
 def skeleton(subject: str) -> str:
-    """The confusable skeleton of a canonical subject: equal for subjects that look alike."""
+    """The confusable skeleton of a canonical subject: equal for subjects that look alike.
+
+    Beyond UTS #39's skeleton, accents are dropped: `example.coḿ` passes for `example.com`
+    at a glance, and separation of duties must not be defeated by a glance.
+    """
     table = _prototypes()
     decomposed = unicodedata.normalize("NFD", subject)
-    return unicodedata.normalize("NFD", "".join(table.get(ch, ch) for ch in decomposed))
+    bare = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return unicodedata.normalize("NFD", "".join(table.get(ch, ch) for ch in bare))
 
 
 def same_person(first: str, second: str) -> bool:
