@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from _factories import ACTIONS, RawDb, Toolset
-from charter import ControlPlane
+from charter import Client, Config, ControlPlane
 from charter._identity import IssuedCredential, create_agent_identity
 from charter.gate import Executor
 from charter.privacy import LocalKeyring
@@ -134,6 +134,14 @@ def store(database_url: str, keyring_file: Path) -> Iterator[SqlStore]:
     db = open_store(database_url, seal_key=SEAL_KEY, keys=LocalKeyring(keyring_file))
     yield db
     db.close()
+
+
+@pytest.fixture
+def client(tmp_path: Path, database_url: str) -> Iterator[Client]:
+    """A `charter.Client` on a home of its own (its own seal key) over this backend's database."""
+    env = {"CHARTER_DATABASE_URL": database_url}
+    with Client(Config.from_env(env, home=tmp_path / "home")) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from charter import Agent, Client, Config, ControlPlane
+from charter import Agent, Client, ControlPlane
 from charter._identity import create_agent_identity, create_human
 from charter.engine import Worker, Workflow, agent_loop
 from charter.exceptions import ApprovalRefused, CredentialError, NotAuthorized, StateError
@@ -20,7 +20,6 @@ from charter.models import Message, ScriptedModel, ScriptedTurn
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
     from charter import RunResult
     from charter.engine import WorkerStats
@@ -51,13 +50,6 @@ BIG_WRITE = call("record_write", item="x", amount=75)
 """Above 50, so the `big-needs-ops` policy holds it for tier ops."""
 HELD_STEP = 2
 """Step 1 is the model's turn; step 2 is the tool call it makes."""
-
-
-@pytest.fixture
-def client(tmp_path: Path, database_url: str) -> Iterator[Client]:
-    env = {"CHARTER_DATABASE_URL": database_url}
-    with Client(Config.from_env(env, home=tmp_path / "home")) as opened:
-        yield opened
 
 
 @pytest.fixture

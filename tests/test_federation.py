@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 from joserfc.jwk import RSAKey
 
-from charter import Agent, Client, Config, ControlPlane
+from charter import Agent, Client, ControlPlane
 from charter._authn import Authenticator
 from charter._decision import Denied
 from charter._federation import Federation
@@ -55,13 +55,6 @@ class Ticking:
 def issuer() -> Iterator[LocalIssuer]:
     with LocalIssuer() as running:
         yield running
-
-
-@pytest.fixture
-def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
-    config = Config.from_env({"CHARTER_DATABASE_URL": database_url}, home=tmp_path / "home")
-    with Client(config) as opened:
-        yield opened
 
 
 @pytest.fixture

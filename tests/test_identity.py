@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from click.testing import CliRunner
 
-from charter import Client, Config
 from charter._authn import Authenticator
 from charter.cli import cli
 from charter.exceptions import CredentialError, NotAuthorized, StateError, UserError
@@ -24,8 +23,9 @@ from charter.identity import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
+
+    from charter import Client
 
 
 class TestSubjects:
@@ -148,13 +148,6 @@ class TestGrants:
 
 
 # --- administration ------------------------------------------------------------------------------
-@pytest.fixture
-def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
-    config = Config.from_env({"CHARTER_DATABASE_URL": database_url}, home=tmp_path / "home")
-    with Client(config) as opened:
-        yield opened
-
-
 @pytest.fixture
 def admin(client: Client) -> str:
     """The token of the store's first admin."""

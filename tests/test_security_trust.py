@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from click.testing import CliRunner
 
-from charter import Agent, Client, Config, ControlPlane
+from charter import Agent, Client, ControlPlane
 from charter._identity import create_agent_identity, create_human
 from charter.cli import cli
 from charter.exceptions import ApprovalRefused, StateError, UserError
 from charter.models import ScriptedModel, ScriptedTurn
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -118,13 +117,6 @@ class TestAdministrationNeedsAnAdmin:
 
 
 # --- separation of duties -----------------------------------------------------------------------
-@pytest.fixture
-def client(tmp_path: Path, database_url: str) -> Iterator[Client]:
-    config = Config.from_env({"CHARTER_DATABASE_URL": database_url}, home=tmp_path / "home")
-    with Client(config) as opened:
-        yield opened
-
-
 @pytest.fixture
 def held(client: Client, make_contract: Any, contract_data: dict[str, Any], toolset: Any) -> str:
     """A launch owned by `ops-lead@example.com`, started by `ivan`, held for two approvers."""

@@ -7,14 +7,10 @@ is a miss, whether or not it has been purged yet.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from charter.store._db import Db
+from charter.store._host import SqlHost
 
 __all__ = ["CacheEntry", "CacheSql"]
 
@@ -44,25 +40,8 @@ class CacheEntry:
         return data
 
 
-class CacheSql:
+class CacheSql(SqlHost):
     """Reads and writes of the `artifact_cache` table, in SQL shared by both backends."""
-
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _log_control(
-        self,
-        db: Db,
-        *,
-        actor: str,
-        action: str,
-        detail: dict[str, Any],
-        subject_id: str | None = None,
-    ) -> tuple[int, str]: ...
 
     def cache_get(self, key: str, *, now: str) -> CacheEntry | None:
         """The live entry under `key` (expiring after `now`), or None."""

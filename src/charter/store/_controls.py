@@ -8,18 +8,16 @@ log: a hash chain of its own, sealed like a run's, that says who stopped what, w
 from __future__ import annotations
 
 import json
-from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from charter._time import iso, utcnow
 from charter.store._base import ControlEntry, KillSwitch
 from charter.store._chain import GENESIS, event_hash, seal
+from charter.store._host import SqlHost
 from charter.store._ledger import Claim, append_claims
 from charter.store._limits import SpendRecord, usd
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
     from charter.store._db import Db
 
 __all__ = ["CONTROL_CHAIN", "ControlSql"]
@@ -28,24 +26,8 @@ CONTROL_CHAIN = "(control)"
 """The chain id the control log is hashed and sealed under; no run id can take it."""
 
 
-class ControlSql:
+class ControlSql(SqlHost):
     """Identities, kill switches, the control log and spend, in SQL shared by both backends."""
-
-    seal_key: bytes
-    _FOR_UPDATE: ClassVar[str]
-    _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]]
-
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _bump_control(self, db: Db) -> None: ...
-
-    @abstractmethod
-    def _notify(self, db: Db, topic: str) -> None: ...
 
     # --- kill switches ---------------------------------------------------------------------
     def engage_kill_switch(self, switch: KillSwitch) -> None:

@@ -14,18 +14,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from abc import abstractmethod
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from charter._time import iso, utcnow
 from charter.exceptions import CharterError, NotFoundError, StateError, StoreError
 from charter.identity import Grant, canonical_subject, check_new_subject
 from charter.store._base import IdentityRecord
+from charter.store._host import SqlHost
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from contextlib import AbstractContextManager
 
     from charter.store._db import Db, Row
 
@@ -64,32 +63,8 @@ def _row_seal(key: bytes, fields: dict[str, Any], log_seq: int, log_hash: str) -
     return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
 
 
-class IdentitySql:
+class IdentitySql(SqlHost):
     """Principals in SQL shared by both backends, each change on the control log."""
-
-    seal_key: bytes
-    _FOR_UPDATE: ClassVar[str]
-    _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]]
-
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _bump_control(self, db: Db) -> None: ...
-
-    @abstractmethod
-    def _log_control(
-        self,
-        db: Db,
-        *,
-        actor: str,
-        action: str,
-        detail: dict[str, Any],
-        subject_id: str | None = None,
-    ) -> tuple[int, str]: ...
 
     # --- writing ---------------------------------------------------------------------------
     def add_identity(

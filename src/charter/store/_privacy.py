@@ -9,19 +9,17 @@ committed before anything is decrypted.
 from __future__ import annotations
 
 import json
-from abc import abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from charter._time import iso, utcnow
 from charter.privacy._vault import sealed_key_id
 from charter.store._chain import PURGED, purged_marker
+from charter.store._host import SqlHost
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from contextlib import AbstractContextManager
 
-    from charter.store._db import Db
 
 __all__ = ["EndedRun", "PrivacySql", "PurgeCounts"]
 
@@ -55,25 +53,8 @@ class PurgeCounts:
     """Artifact cache entries deleted: expired, or sealed under a destroyed key."""
 
 
-class PrivacySql:
+class PrivacySql(SqlHost):
     """Retention's reads, its one purge transaction, and the break-glass record."""
-
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _log_control(
-        self,
-        db: Db,
-        *,
-        actor: str,
-        action: str,
-        detail: dict[str, Any],
-        subject_id: str | None = None,
-    ) -> tuple[int, str]: ...
 
     def record_break_glass(self, run_id: str, *, by: str, reason: str, names: list[str]) -> None:
         """Log, durably, that operator `by` is about to read `run_id`'s raw payloads, and why."""

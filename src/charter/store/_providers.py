@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from charter._time import iso, utcnow
 from charter.exceptions import NotFoundError
+from charter.store._host import SqlHost
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
     from charter.store._db import Db
 
 __all__ = ["ProviderSql"]
@@ -31,31 +29,8 @@ def _seal(key: bytes, issuer: str, config: str, log_seq: int, log_hash: str) -> 
     return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
 
 
-class ProviderSql:
+class ProviderSql(SqlHost):
     """Identity providers in SQL shared by both backends."""
-
-    seal_key: bytes
-    _FOR_UPDATE: ClassVar[str]
-
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _bump_control(self, db: Db) -> None: ...
-
-    @abstractmethod
-    def _log_control(
-        self,
-        db: Db,
-        *,
-        actor: str,
-        action: str,
-        detail: dict[str, Any],
-        subject_id: str | None = None,
-    ) -> tuple[int, str]: ...
 
     def add_provider(self, issuer: str, config: str, *, actor: str, reason: str) -> None:
         """Register (or replace) an issuer's configuration (canonical JSON), on record."""

@@ -13,7 +13,7 @@ import hmac
 import threading
 from abc import abstractmethod
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from charter._events import (
     ApprovalDecided,
@@ -66,8 +66,7 @@ from charter.store._rows import RUN_COLUMNS, record_from_row, record_values
 from charter.store._votes import check_vote, request_status
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
-    from contextlib import AbstractContextManager
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
     from typing import Literal
 
@@ -100,8 +99,7 @@ class SchemaState:
 class SqlStore(ControlSql, IdentitySql, ProviderSql, AuditSql, CacheSql, PrivacySql, Store):
     """A `Store` on a SQL database; subclasses bind it to a driver.
 
-    The aggregates' SQL is in mixins, each declaring what it needs of the others abstractly;
-    a provider comes before its users in the bases, or its abstract twin would shadow it.
+    Each aggregate's SQL is a class of its own, all of them built on `SqlHost`'s helpers.
 
     One connection per store, guarded by a lock: a store is shared by the threads of one
     process (the worker, its lease heartbeat, the gate's tool threads), and serialising them
@@ -111,12 +109,8 @@ class SqlStore(ControlSql, IdentitySql, ProviderSql, AuditSql, CacheSql, Privacy
 
     migrations: ClassVar[tuple[tuple[str, ...], ...]]
     """This backend's schema migrations, in order; never edit one that has shipped."""
-    _FOR_UPDATE: ClassVar[str] = ""
-    """Appended to a SELECT of the row a transaction goes on to change, to lock it."""
     _SKIP_LOCKED: ClassVar[str] = ""
     """Appended to the claim's SELECT, so concurrent claimers pass each other's candidates."""
-    _UNIQUE_VIOLATION: ClassVar[tuple[type[Exception], ...]]
-    """The driver's error for a duplicate key."""
     _LEDGER_VERSION: ClassVar[int]
     """The migration that brings the ledger (the backends number their migrations apart)."""
 
@@ -130,23 +124,7 @@ class SqlStore(ControlSql, IdentitySql, ProviderSql, AuditSql, CacheSql, Privacy
         self._lock = threading.Lock()
         self._wake = threading.Event()
 
-    # --- what a backend provides -----------------------------------------------------------
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]:
-        """A write transaction under the store's lock; commit on success, else roll back."""
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Db]:
-        """The connection under the store's lock, for single-statement reads."""
-
-    @abstractmethod
-    def _snapshot(self) -> AbstractContextManager[Db]:
-        """A read transaction: every statement in it sees the same committed state."""
-
-    @abstractmethod
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]:
-        """Rows as plain tuples, fetched in batches (for verifying millions of events)."""
-
+    # --- what a backend provides (besides `SqlHost`'s transactions and reads) ------------------
     @abstractmethod
     def _clock(self, db: Db) -> float:
         """Seconds since the epoch by the clock every node's leases are judged by."""
@@ -155,7 +133,7 @@ class SqlStore(ControlSql, IdentitySql, ProviderSql, AuditSql, CacheSql, Privacy
         """Keep other nodes out of the schema while this one migrates it (within `db`)."""
 
     def _notify(self, db: Db, topic: str) -> None:  # noqa: ARG002 - a backend publishes
-        """Tell waiting workers that `topic` ("runnable", "control") changed, at commit."""
+        """Wake this process's waiting workers at once; a backend also tells other nodes."""
         self._wake.set()
 
     # --- opening ---------------------------------------------------------------------------
