@@ -1,6 +1,6 @@
 """One entry point for every benchmark: `python -m bench all [--write]`, or one by name.
 
-    python -m bench all        # gate, limits, privacy, durable, explain, compare, scale, in order
+    python -m bench all        # every one in SUITE: gate, limits, ..., tamper, trust
     python -m bench compare    # one of them by name (also: chaos)
 
 `--write` rewrites each benchmark's results section of BENCHMARKS.md. `make bench` installs
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITE = ("gate", "limits", "privacy", "durable", "explain", "compare", "scale")
+SUITE = ("gate", "limits", "privacy", "durable", "explain", "compare", "scale", "tamper", "trust")
 KNOWN = (*SUITE, "chaos")
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench import tamper
 from bench.compare import (
     CHARTER,
     Outcome,
@@ -96,3 +97,12 @@ def test_goals_are_judged_on_the_medians_and_pair_ratios():
     assert verdicts["... ≥ 100x faster than Temporal, Cedar per step"] == ("-", None)
     assert verdicts["Recovery of a run with 1,000 completed steps ≤ 50 ms"] == ("45 ms", True)
     assert verdicts["Zero duplicate effects after a kill"] == ("0", True)
+
+
+def test_tamper_detects_one_of_every_kind_on_sqlite(capsys):
+    """The tamper benchmark at its smallest: every kind once, all detected, none crashing."""
+    n = len(tamper.KINDS)
+    assert tamper.main(["--n", str(n), "--seed", "7"]) == 0
+    table = capsys.readouterr().out
+    assert f"| **total** | {n} kinds | **{n}** | **{n}** | **0** |" in table
+    assert "untouched copies verified: 1 of 1" in table

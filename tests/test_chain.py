@@ -244,6 +244,29 @@ class TestTampering:
         ]
 
 
+@pytest.mark.backends("sqlite")  # PostgreSQL's columns hold one type each
+class TestValuesOfTheWrongType:
+    @pytest.mark.parametrize("column", ["payload", "ts", "kind", "prev_hash", "hash", "digest"])
+    def test_a_blob_in_any_text_field_is_a_broken_link(self, store, tamper, column):
+        """A BLOB in any text field of an event breaks the chain there, and nothing raises."""
+        tamper.execute(
+            f"UPDATE events SET {column} = CAST({column} AS BLOB) WHERE run_id = ? AND seq = 3",
+            (RUN,),
+        )
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 3)
+        assert "holds a value of the wrong type" in (report.problem or "")
+
+    def test_a_seq_stored_as_text_leaves_its_place_empty(self, store, tamper):
+        """A seq that is text (SQLite sorts it after every number): its place is missing."""
+        tamper.execute(
+            "UPDATE events SET seq = seq || char(8203) WHERE run_id = ? AND seq = 3", (RUN,)
+        )
+        report = _report(store)
+        assert (report.ok, report.broken_at) == (False, 3)
+        assert "event 3 is missing" in (report.problem or "")
+
+
 class TestAppendOnlyTriggers:
     def test_update_is_refused(self, store, run, raw_db):
         """With the triggers in place, UPDATE on events aborts."""

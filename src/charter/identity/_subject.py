@@ -91,9 +91,7 @@ def _prototypes() -> dict[str, str]:
         groups.setdefault(find(ch), []).append(ch)
     mapping: dict[str, str] = {}
     for members in groups.values():
-        representative = min(
-            members, key=lambda c: (not c.isascii(), not c.islower(), ord(c))
-        )
+        representative = min(members, key=lambda c: (not c.isascii(), not c.islower(), ord(c)))
         mapping.update(dict.fromkeys(members, representative))
     return mapping
 

@@ -1,50 +1,63 @@
-"""Verifying a whole store: runs, control log, ledger, identities, and a checkpoint if given.
+"""Verifying a whole store: runs, control log, ledger, principals, kill switches, checkpoint.
 
-One read snapshot, one pass over the events in key order, so a store of a million events
-verifies at the rate SHA-256 and the driver allow; no row, however malformed, stops it: a
-value of the wrong type is a broken link like any other.
+One read snapshot; one pass over the events in key order (run, seq), not a query per run, so a
+store of a million events verifies at the rate SHA-256 and the driver allow. No row, however
+malformed, stops it: a value of the wrong type is a broken link like any other.
+
+The runs' pass is in `_runpass`; a big store shares it between processes (`_parallel`), all
+reading the same snapshot. The ledger, the control log, the principals and the kill switches
+are checked here, once.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import operator
-from abc import abstractmethod
+import logging
+import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from charter._time import iso, utcnow
 from charter.exceptions import NotFoundError
-from charter.store._chain import GENESIS, ChainReport, ChainRow, seal, verify_chain
+from charter.store._base import KillSwitch
+from charter.store._chain import GENESIS, ChainReport, seal, verify_chain
 from charter.store._checkpoint import Checkpoint
 from charter.store._controls import CONTROL_CHAIN
-from charter.store._ledger import (
-    Claim,
-    LedgerReport,
-    LedgerRow,
-    append_claims,
-    read_head,
-    verify_ledger,
+from charter.store._host import SqlHost
+from charter.store._ledger import Claim, LedgerReport, append_claims, read_head, verify_ledger
+from charter.store._parallel import HELPED_FROM, MOST_PROCESSES, cores, start_helpers
+from charter.store._runpass import (
+    EVENTS,
+    HEADS,
+    UNREADABLE,
+    WHOLE,
+    Part,
+    merged,
+    shares,
+    split,
+    verify_part,
+    walk,
 )
-from charter.store._rows import RUN_COLUMNS, record_from_row
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
-    from contextlib import AbstractContextManager
+    from collections.abc import Iterator, Mapping
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
         Ed25519PrivateKey,
         Ed25519PublicKey,
     )
 
+    from charter.store._base import IdentityRecord
     from charter.store._db import Db, Row
+    from charter.store._parallel import Helpers
 
 __all__ = ["AuditSql", "StoreReport"]
 
-_HEADS = f"SELECT {RUN_COLUMNS}, head_seq, head_hash, head_mac FROM runs"
-_UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
-"""What reading a row of the wrong shape raises; verification reports it, never raises it."""
+_log = logging.getLogger("charter.store")
+
+_IDP = "idp:"
+"""How the control log names an identity provider (`idp:<issuer>`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,38 +117,45 @@ class StoreReport:
         }
 
 
-class AuditSql:
+class AuditSql(SqlHost):
     """Verification and checkpoints, in SQL shared by both backends."""
 
-    seal_key: bytes
-    _FOR_UPDATE: ClassVar[str]
+    if TYPE_CHECKING:
+        # The identities' and the providers' aggregates implement these; declared for the
+        # type checker only, so no abstract twin can stand before them in the store's bases.
+        def _checked(self, db: Db, row: Row) -> IdentityRecord: ...
 
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _snapshot(self) -> AbstractContextManager[Db]: ...
-
-    @abstractmethod
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]: ...
-
-    @abstractmethod
-    def identity_problems(self) -> list[tuple[str, str]]: ...
+        def _provider_problem(self, db: Db, row: Any) -> str | None: ...  # noqa: ANN401
 
     # --- runs ------------------------------------------------------------------------------
-    def verify(self, run_id: str | None = None) -> list[ChainReport]:
-        """Verify one run's chain (or every run's) against its seal and the ledger's claims."""
-        with self._snapshot() as db:
-            if run_id is not None:
+    def verify(
+        self, run_id: str | None = None, *, processes: int | None = None
+    ) -> list[ChainReport]:
+        """Verify one run's chain (or every run's) against its seal and the ledger's claims.
+
+        `processes`: how many share the work, this one included; by default as many as the
+        machine has cores (at most `MOST_PROCESSES`) when the store holds `HELPED_FROM` events
+        or more, else one.
+        """
+        try:
+            return self._verify(run_id, processes, lenient=False)
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+        return self._verify(run_id, 1, lenient=True)
+
+    def _verify(
+        self, run_id: str | None, processes: int | None, *, lenient: bool
+    ) -> list[ChainReport]:
+        if run_id is not None:
+            with self._view(lenient=lenient) as db:
                 return [self._verify_one(db, run_id)]
-            ledger = self._ledger(db)
-            return self._verify_runs(db, ledger.claims)[0]
+        parts = self._parts(processes)
+        with self._view(lenient=lenient) as db, start_helpers(self, db, parts) as helpers:
+            return self._verify_runs(db, self._ledger(db), helpers)[0]
 
     def _verify_one(self, db: Db, run_id: str) -> ChainReport:
-        heads = db.execute(f"{_HEADS} WHERE run_id = ?", (run_id,)).fetchall()
+        heads = db.execute(f"{HEADS} WHERE run_id = ?", (run_id,)).fetchall()
         if not heads:
             raise NotFoundError(
                 f"run {run_id!r} does not exist", hint="`charter runs list` shows the runs"
@@ -144,66 +164,77 @@ class AuditSql:
             "SELECT head_seq, head_hash FROM ledger WHERE subject = ? AND kind = 'run'", (run_id,)
         ).fetchall()
         claims = {run_id: {r[0]: r[1] for r in claimed}}
-        stream = self._stream(
-            "SELECT run_id, seq, ts, kind, payload, prev_hash, hash, digest FROM events "
-            "WHERE run_id = ? ORDER BY seq",
-            (run_id,),
-        )
-        (report,) = self._walk(db, heads, stream, claims)[0]
+        stream = self._stream(f"{EVENTS} WHERE run_id = ? ORDER BY seq", (run_id,))
+        (report,) = walk(db, heads, stream, claims, self.seal_key)[0].values()
         if not claimed and report.ok:
             report = _unclaimed(report)
         return report
 
     def _verify_runs(
-        self, db: Db, claims: Mapping[str, Mapping[int, str]]
+        self, db: Db, ledger: LedgerReport, helpers: Helpers | None
     ) -> tuple[list[ChainReport], list[str]]:
         """Every run's report, and the runs the ledger knows that are gone."""
-        heads = db.execute(f"{_HEADS} ORDER BY started_at").fetchall()
-        # One pass over the events in key order (run, seq), not a query per run: a store of
-        # many short runs verifies at the rate of its events, not of its queries.
-        stream = self._stream(
-            "SELECT run_id, seq, ts, kind, payload, prev_hash, hash, digest FROM events "
-            "ORDER BY run_id, seq",
-            (),
-        )
-        reports, orphans = self._walk(db, heads, stream, claims)
-        present = {r.run_id for r in reports}
-        reports = [r if r.run_id in claims or not r.ok else _unclaimed(r) for r in reports]
+        claims = ledger.claims
+        if helpers is not None and not ledger.complete:
+            # A helper loads its runs' claims from the ledger as stored; the walk keeps them
+            # only up to its first broken entry. They agree when the walk took every entry.
+            helpers.stop()
+            helpers = None
+        if helpers is None:
+            reports, orphans = verify_part(db, self._stream, self.seal_key, WHOLE, claims)
+            found = list(reports.values())
+        else:
+            found, orphans = merged(
+                db,
+                helpers.gather(
+                    lambda part: verify_part(db, self._stream, self.seal_key, part, claims)
+                ),
+            )
+        present = {r.run_id for r in found}
+        found = [r if r.run_id in claims or not r.ok else _unclaimed(r) for r in found]
         deleted = [
             f"run {rid} is gone: the ledger recorded its event {max(claimed)}, so it was "
             "deleted from the database"
             for rid, claimed in claims.items()
             if rid != CONTROL_CHAIN and rid not in present and claimed
         ]
-        return reports + orphans, deleted
+        return found + orphans, deleted
 
-    def _walk(
-        self,
-        db: Db,
-        heads: list[Row],
-        stream: Iterable[tuple[Any, ...]],
-        claims: Mapping[str, Mapping[int, str]],
-    ) -> tuple[list[ChainReport], list[ChainReport]]:
-        found: dict[Any, ChainReport] = {}
-        key = self.seal_key
-        by_run = {head["run_id"]: head for head in heads}
-        orphans: list[ChainReport] = []
-        for rid, group in itertools.groupby(stream, key=operator.itemgetter(0)):
-            head = by_run.get(rid)
-            if head is None:
-                orphans.append(_orphaned(str(rid)))
-                continue
-            rows = (ChainRow._make(r[1:]) for r in group)
-            found[rid] = _verify_head(head, rows, key, claims.get(rid, {}))
-        # Runs with no events at all never came up in the pass; they are checked empty.
-        reports = [
-            found.pop(rid) if rid in found else _verify_head(head, iter(()), key, claims.get(rid))
-            for rid, head in by_run.items()
-        ]
-        if any(r.events_purged for r in reports):
-            purged_by_retention = _retention_runs(db)
-            reports = [_purge_recorded(r, purged_by_retention) for r in reports]
-        return reports, orphans
+    def _parts(self, processes: int | None) -> list[Part]:
+        """The parts of the runs, one a process.
+
+        As many as asked; by default, as many as there are cores (at most `MOST_PROCESSES`)
+        for a store of `HELPED_FROM` events or more, else one. Read before the audit's
+        snapshot, each in a statement of its own: the parts' bounds only balance the work (any
+        bounds give the same result), and a column altered to another type must not fail the
+        audit's transaction.
+        """
+        with self._reading() as db:
+            try:
+                found = db.execute("SELECT sum(event_count) FROM runs").fetchone()[0]
+                events = found if isinstance(found, int) else 0
+                helped = min(cores(), MOST_PROCESSES) if events >= HELPED_FROM else 1
+                count = processes or helped
+                if count < 2:  # noqa: PLR2004
+                    return [WHOLE]
+                head = read_head(db)
+                ledger = head.seq if head is not None and head.seq > 0 else 0
+                return split(db, shares(count, events, ledger))
+            except Exception:  # noqa: BLE001 - whatever it is, the audit runs in one process
+                return [WHOLE]
+
+    @contextmanager
+    def _view(self, *, lenient: bool) -> Iterator[Db]:
+        """The audit's snapshot; `lenient`: SQLite text that is not UTF-8 read as bytes."""
+        with self._snapshot() as db:
+            if not lenient or not isinstance(db, sqlite3.Connection):
+                yield db
+                return
+            db.text_factory = _text_or_bytes
+            try:
+                yield db
+            finally:
+                db.text_factory = str
 
     # --- the whole store -------------------------------------------------------------------
     def audit(
@@ -211,19 +242,39 @@ class AuditSql:
         *,
         checkpoint: Checkpoint | None = None,
         trusted: Ed25519PublicKey | None = None,
+        processes: int | None = None,
     ) -> StoreReport:
-        """Verify everything: runs, control log, ledger, identities, and `checkpoint` if given.
+        """Verify everything: runs, control log, ledger, principals, kill switches, checkpoint.
 
         `trusted`: the public key the checkpoint must be signed with (an auditor's copy); by
         default the checkpoint's own key, which proves the file is whole but not whose it is.
+        `processes`: as for `verify`.
         """
-        with self._snapshot() as db:
+        try:
+            return self._audit(checkpoint, trusted, processes, lenient=False)
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+        return self._audit(checkpoint, trusted, 1, lenient=True)
+
+    def _audit(
+        self,
+        checkpoint: Checkpoint | None,
+        trusted: Ed25519PublicKey | None,
+        processes: int | None,
+        *,
+        lenient: bool,
+    ) -> StoreReport:
+        parts = self._parts(processes)
+        with self._view(lenient=lenient) as db, start_helpers(self, db, parts) as helpers:
             ledger = self._ledger(db)
-            runs, problems = self._verify_runs(db, ledger.claims)
+            runs, problems = self._verify_runs(db, ledger, helpers)
             control = self._verify_control(db, ledger.claims.get(CONTROL_CHAIN, {}))
             if checkpoint is not None:
                 problems += self._against(db, ledger, checkpoint, trusted)
-        identities = self.identity_problems()
+            problems += _switch_problems(db)
+            identities, providers = self._principal_problems(db)
+            problems += providers
         return StoreReport(
             runs=runs,
             control=control,
@@ -239,7 +290,7 @@ class AuditSql:
             "FROM ledger ORDER BY seq",
             (),
         )
-        return verify_ledger((LedgerRow._make(r) for r in rows), read_head(db), self.seal_key)
+        return verify_ledger(rows, read_head(db), self.seal_key)
 
     def _against(
         self,
@@ -272,6 +323,35 @@ class AuditSql:
             ]
         return []
 
+    # --- principals --------------------------------------------------------------------------
+    def _principal_problems(self, db: Db) -> tuple[list[tuple[str, str]], list[str]]:
+        """What the control log does not vouch for, in the audit's snapshot.
+
+        Returns (identity id, problem) for each identity, and a line for each identity
+        provider. Each row is judged alone: one of the wrong shape is reported, never raised.
+        """
+        identities: list[tuple[str, str]] = []
+        providers: list[str] = []
+        present: set[Any] = set()
+        for row in db.execute("SELECT * FROM identities ORDER BY id").fetchall():
+            present.add(row["id"])
+            try:
+                problem = self._checked(db, row).problem
+            except UNREADABLE as exc:
+                problem = _unreadable(exc)
+            if problem is not None:
+                identities.append((str(row["id"]), problem))
+        for row in db.execute("SELECT * FROM identity_providers ORDER BY issuer").fetchall():
+            present.add(f"{_IDP}{row['issuer']}")
+            try:
+                problem = self._provider_problem(db, row)
+            except UNREADABLE as exc:
+                problem = _unreadable(exc)
+            if problem is not None:
+                providers.append(f"identity provider {row['issuer']}: {problem}")
+        gone_identities, gone_providers = _principals_gone(db, present)
+        return identities + gone_identities, providers + gone_providers
+
     # --- the control log -------------------------------------------------------------------
     def verify_control_log(self) -> ChainReport:
         """Check the control log's chain, its seal, and that it holds what the ledger recorded."""
@@ -282,8 +362,11 @@ class AuditSql:
             return self._verify_control(db, {r[0]: r[1] for r in claimed})
 
     def _verify_control(self, db: Db, claims: Mapping[int, str]) -> ChainReport:
+        # The control log hashes its payloads whole: no digest column.
         rows = self._stream(
-            "SELECT seq, ts, action, payload, prev_hash, hash FROM control_log ORDER BY seq", ()
+            "SELECT NULL, seq, ts, action, payload, prev_hash, hash, NULL FROM control_log "
+            "ORDER BY seq",
+            (),
         )
         head = db.execute("SELECT value FROM store_settings WHERE name = 'control_head'").fetchone()
         parts = head[0].split(":") if head is not None and isinstance(head[0], str) else []
@@ -298,8 +381,7 @@ class AuditSql:
                 )
         return verify_chain(
             run_id=CONTROL_CHAIN,
-            # The control log hashes its payloads whole: no digest column.
-            rows=(ChainRow._make((*r, None)) for r in rows),
+            rows=rows,
             head_seq=seq,
             head_hash=digest,
             head_mac=mac,
@@ -351,72 +433,103 @@ class AuditSql:
         return signed
 
 
-def _verify_head(
-    head: Row, rows: Iterator[ChainRow], key: bytes, claims: Mapping[int, str] | None
-) -> ChainReport:
-    try:
-        summary = record_from_row(head).sealed_summary()
-        return verify_chain(
-            run_id=head["run_id"],
-            rows=rows,
-            head_seq=head["head_seq"],
-            head_hash=head["head_hash"],
-            head_mac=head["head_mac"],
-            summary=summary,
-            key=key,
-            claims=claims,
-        )
-    except _UNREADABLE as exc:
-        return ChainReport(
-            run_id=str(head["run_id"]),
-            ok=False,
-            events_checked=0,
-            broken_at=1,
-            problem=f"the run's row is unreadable ({type(exc).__name__}): it was altered "
-            "outside Charter",
-        )
+def _switch_problems(db: Db) -> list[str]:
+    """Kill switches the control log engaged whose rows are gone or say something else.
 
-
-def _retention_runs(db: Db) -> set[str]:
-    """The runs whose redacted payloads a retention entry of the control log says it dropped."""
-    rows = db.execute("SELECT payload FROM control_log WHERE action = 'retention'").fetchall()
-    found: set[str] = set()
-    for row in rows:
-        try:
-            found.update(json.loads(row["payload"]).get("runs", []))
-        except _UNREADABLE:
-            continue  # an unreadable entry vouches for nothing; the chain reports it
-    return found
-
-
-def _purge_recorded(report: ChainReport, purged_by_retention: set[str]) -> ChainReport:
-    """A run with dropped payloads verifies only if retention, on record, dropped them.
-
-    The database lets a marker replace a payload (that is how retention drops it), so a
-    marker alone proves nothing; the control log, sealed apart, says which runs were purged.
+    The gate reads the rows, so a row deleted or edited in the database would release or
+    narrow a switch with no entry on the log. (A row the log never engaged is not reported:
+    switches engaged before the log existed have none, and an extra one only stops more.)
     """
-    if not report.events_purged or report.run_id in purged_by_retention:
-        return report
-    return replace(
-        report,
-        ok=False,
-        broken_at=1,
-        problem=(
-            f"{report.events_purged} event(s) were dropped as purged, but no retention entry "
-            "of the control log names this run: they were hidden, not purged"
-        ),
-    )
+    engaged: dict[Any, dict[str, Any]] = {}
+    for action, payload in db.execute(
+        "SELECT action, payload FROM control_log WHERE action IN ('kill', 'unkill') ORDER BY seq"
+    ).fetchall():
+        try:
+            detail = json.loads(payload)
+            if action == "kill":
+                engaged[detail["key"]] = detail
+            else:
+                engaged.pop(detail["key"], None)
+        except UNREADABLE:
+            continue  # an unreadable entry vouches for nothing; the chain reports it
+    rows = {row["key"]: row for row in db.execute("SELECT * FROM kill_switches").fetchall()}
+    problems = []
+    for key, detail in engaged.items():
+        row = rows.get(key)
+        if row is None:
+            problems.append(
+                f"kill switch {key} is engaged on the control log, but its row is gone: it was "
+                "released outside Charter"
+            )
+            continue
+        try:
+            stored = KillSwitch(
+                agent=row["agent"],
+                workflow=row["workflow"],
+                tenant_id=row["tenant_id"],
+                tool=row["tool"],
+                reason=row["reason"],
+                created_by=row["created_by"],
+                created_at=row["created_at"],
+            )
+            same = stored.key == key and (stored.reason, stored.created_by) == (
+                detail.get("reason"),
+                detail.get("actor"),
+            )
+        except UNREADABLE:
+            same = False
+        if not same:
+            problems.append(
+                f"kill switch {key} is not what the control log engaged (its scope, reason or "
+                "author differ): it was changed outside Charter"
+            )
+    return problems
 
 
-def _orphaned(run_id: str) -> ChainReport:
-    """A run whose events remain but whose head row is gone: it was deleted from the file."""
-    return ChainReport(
-        run_id=run_id,
-        ok=False,
-        events_checked=0,
-        broken_at=1,
-        problem="the run's events are stored but its head row is missing: it was deleted",
-    )
+def _principals_gone(db: Db, present: set[Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Principals whose rows are not `present`, though the control log says they exist.
+
+    That is every identity it made (revoking one keeps its row), and every provider whose last
+    entry registered it.
+    """
+    identities: list[tuple[str, str]] = []
+    providers: list[str] = []
+    logged = db.execute(
+        "SELECT subject_id, action FROM control_log WHERE subject_id IS NOT NULL ORDER BY seq"
+    ).fetchall()
+    for subject, action in dict(logged).items():  # each subject's last entry wins
+        if subject in present:
+            continue
+        if not (isinstance(subject, str) and subject.startswith(_IDP)):
+            gone = "the control log made it, but its row is gone: deleted outside Charter"
+            identities.append((str(subject), gone))
+        elif action == "idp.add":
+            providers.append(
+                f"identity provider {subject.removeprefix(_IDP)}: the control log registered "
+                "it, but its row is gone: deleted outside Charter"
+            )
+    return identities, providers
+
+
+def _unreadable(exc: Exception) -> str:
+    """The problem of a principal's row that cannot even be read."""
+    return f"its row is unreadable ({type(exc).__name__}): altered outside Charter"
+
+
+def _undecodable(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite met text that is not UTF-8 (which only a writer outside Charter makes)."""
+    return "decode" in str(exc)
+
+
+def _text_or_bytes(raw: bytes) -> str | bytes:
+    """SQLite text as a str, or as the bytes it holds when they are not UTF-8.
+
+    Such a value is of the wrong type, and the checks report it like a BLOB.
+    """
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
 
 
 def _unclaimed(report: ChainReport) -> ChainReport:

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from charter.exceptions import StoreError
 from charter.store._chain import GENESIS, seal
@@ -191,6 +191,9 @@ class LedgerReport:
     """The checkpoints the ledger holds (their JSON), oldest first."""
     adopted: int = 0
     """Runs already in the store when it got its ledger (an upgrade): claimed as they were."""
+    complete: bool = True
+    """Every entry was walked (the head or seal may still be wrong): `claims` are then all
+    the ledger's claims."""
 
 
 def _row_problem(row: LedgerRow, expected_seq: int, prev: str) -> str | None:
@@ -220,26 +223,55 @@ class _Walk:
         self.prev, self.count, self.adopted = GENESIS, 0, 0
         self.store_id: str | None = None
 
-    def take(self, row: LedgerRow) -> str | None:
-        """Check one entry and gather what it says; the problem if it is broken."""
-        expected = self.count + 1
-        problem = _row_problem(row, expected, self.prev)
-        if problem is not None:
-            return problem
-        if row.kind == "store" and expected == 1:
-            self.store_id = row.subject
-        elif row.kind == "checkpoint":
-            self.checkpoints.append(row.detail)
-        elif row.kind in ("run", "control"):
-            self.adopted += row.detail == "adopted"
-            said = self.claims.setdefault(row.subject, {})
-            if said.setdefault(row.head_seq, row.head_hash) != row.head_hash:
-                return (
-                    f"ledger entry {row.seq} says event {row.head_seq} of {row.subject} has "
-                    "another hash than an earlier entry: the chain was rewritten in between"
-                )
-        self.prev, self.count = row.hash, expected
-        return None
+    def walk(self, rows: Iterable[tuple[Any, ...]]) -> str | None:
+        """Check every entry in order and gather what it says; the first problem, if any."""
+        # Every entry of a store passes here, so the loop keeps its state in local names and a
+        # well-typed entry whose hash holds costs one hash and these comparisons; anything else
+        # is judged by `_row_problem`, which alone says what is wrong. Comparing a value with a
+        # str proves it is one (prev_hash, hash).
+        sha256 = hashlib.sha256
+        claims, checkpoints = self.claims, self.checkpoints
+        prev_hash, count, adopted = self.prev, self.count, self.adopted
+        problem = None
+        for row in rows:
+            seq, ts, kind, subject, head_seq, head_hash, detail, prev, digest = row
+            expected = count + 1
+            if not (
+                seq == expected
+                and prev == prev_hash
+                and type(seq) is int
+                and type(head_seq) is int
+                and type(ts) is str
+                and type(kind) is str
+                and type(subject) is str
+                and type(head_hash) is str
+                and type(detail) is str
+                and digest
+                == sha256(
+                    f"{prev}\n{seq}\n{ts}\n{kind}\n{subject}\n{head_seq}\n{head_hash}\n{detail}".encode()
+                ).hexdigest()
+            ):
+                problem = _row_problem(LedgerRow._make(row), expected, prev_hash)
+                if problem is not None:
+                    break
+            if kind in ("run", "control"):
+                adopted += detail == "adopted"
+                said = claims.get(subject)
+                if said is None:
+                    said = claims[subject] = {}
+                if said.setdefault(head_seq, head_hash) != head_hash:
+                    problem = (
+                        f"ledger entry {seq} says event {head_seq} of {subject} has another hash "
+                        "than an earlier entry: the chain was rewritten in between"
+                    )
+                    break
+            elif kind == "store" and expected == 1:
+                self.store_id = subject
+            elif kind == "checkpoint":
+                checkpoints.append(detail)
+            prev_hash, count = digest, expected
+        self.prev, self.count, self.adopted = prev_hash, count, adopted
+        return problem
 
     def end_problem(self, head: LedgerHead | None, key: bytes) -> str | None:
         """What is wrong with the head, once every entry is walked."""
@@ -257,7 +289,9 @@ class _Walk:
             return "the ledger does not start with the store's first entry"
         return None
 
-    def report(self, problem: str | None = None, at: int | None = None) -> LedgerReport:
+    def report(
+        self, problem: str | None = None, at: int | None = None, *, complete: bool = True
+    ) -> LedgerReport:
         return LedgerReport(
             ok=problem is None,
             entries=self.count,
@@ -267,15 +301,20 @@ class _Walk:
             claims=self.claims,
             checkpoints=self.checkpoints,
             adopted=self.adopted,
+            complete=complete,
         )
 
 
-def verify_ledger(rows: Iterable[LedgerRow], head: LedgerHead | None, key: bytes) -> LedgerReport:
-    """Walk the ledger in order: every link, the sealed head, and the claims it makes."""
+def verify_ledger(
+    rows: Iterable[tuple[Any, ...]], head: LedgerHead | None, key: bytes
+) -> LedgerReport:
+    """Walk the ledger in order: every link, the sealed head, and the claims it makes.
+
+    `rows` are shaped like `LedgerRow`, as the database returns them.
+    """
     walk = _Walk()
-    for row in rows:
-        problem = walk.take(row)
-        if problem is not None:
-            return walk.report(problem, walk.count + 1)
+    problem = walk.walk(rows)
+    if problem is not None:
+        return walk.report(problem, walk.count + 1, complete=False)
     problem = walk.end_problem(head, key)
     return walk.report(problem, None if problem is None else walk.count + 1)
