@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install demo test lint format typecheck pytest bench chaos clean
+.PHONY: install demo test lint format typecheck pytest bench chaos mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,12 @@ demo: $(STAMP)
 	$(BIN)/charter demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -51,6 +51,11 @@ bench: $(BENCH_STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --runs 1000
+
+# Small deliberate bugs in the security-critical modules, each run against the tests that must
+# catch it; prints the score per module and every survivor (see docs/mutation.md). Slow: hours.
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutate.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .charter .pytest_cache .mypy_cache .ruff_cache

@@ -674,7 +674,7 @@ class TestOversizedArguments:
 
         agent = small(ScriptedTurn.call("record_write", item="x" * 1000))
         done = self._settle(plane, cred, agent, asks, clock)
-        stand_in = {"(oversized)": {"limit_bytes": 64, "at_least_bytes": 1009}}
+        stand_in = {"(oversized)": {"limit_bytes": 64, "at_least_bytes": 1010}}
         assert (done.reason, seen) == ("denied", [stand_in] * 3)  # run, resume, replay
 
     def test_arguments_nested_too_deep_are_denied(self, plane, cred, agent, clock):

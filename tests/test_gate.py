@@ -259,6 +259,23 @@ class TestHeldAndProposed:
         assert isinstance(decision, NeedsApproval)
         assert (decision.tier, toolset.effects) == ("board", [])
 
+    def test_of_two_policy_gates_the_stricter_holds(self, build, run, toolset, contract_data):
+        """Two approval gates on one write: the tier more approvers sign applies, whatever
+        order Cedar names them in."""
+        data = contract_data
+        data["approval_tiers"]["board"] = {"approvers": 3, "expires_after": "1h"}
+        gates = "".join(
+            f'@id("{pid}")\n@approval_tier("{tier}")\n'
+            'forbid (principal, action == Action::"record_write", resource)\n'
+            f"unless {{ context.approvals_granted >= {n} }};\n"
+            for pid, tier, n in (("a-ops", "ops", 1), ("b-board", "board", 3))
+        )
+        decision = _only(
+            run(build(call("record_write", item="x"), data=data, extra_policies=gates))
+        )
+        assert isinstance(decision, NeedsApproval)
+        assert (decision.tier, toolset.effects) == ("board", [])
+
     def test_irreversible_always_holds(self, build, run, toolset):
         """An irreversible tool is held even though policy permits it."""
         decision = _only(run(build(call("launch"))))
@@ -370,7 +387,7 @@ def _payloads(store, run_id: str, kind: str) -> list[dict[str, Any]]:
     return [e.payload for e in store.events(run_id) if e.kind == kind]
 
 
-STAND_IN = {"(oversized)": {"limit_bytes": 64, "at_least_bytes": 1009}}
+STAND_IN = {"(oversized)": {"limit_bytes": 64, "at_least_bytes": 1010}}
 """What a 1,000-character argument becomes under `max_argument_bytes: 64`."""
 
 
@@ -380,7 +397,7 @@ class TestInputSize:
         result = run(build(call("record_write", item="x" * 1000), max_argument_bytes=64))
         decision = self._denied(result)
         assert decision.reason == (
-            "arguments are at least 1009 bytes, over the limit of 64 (max_argument_bytes)"
+            "arguments are at least 1010 bytes, over the limit of 64 (max_argument_bytes)"
         )
         assert toolset.effects == []
 

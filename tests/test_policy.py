@@ -301,3 +301,87 @@ class TestCaseTables:
         table_path.write_text(yaml.safe_dump({"cases": [case]}))
         with pytest.raises(PolicyTestError, match="name the policy set"):
             load_cases(table_path)
+
+
+PERMIT_REFUNDS = '@id("refunds")\npermit (principal, action == Action::"refund", resource);\n'
+
+
+def _gate(policy_id: str, tier: str, above: int) -> str:
+    return (
+        f'@id("{policy_id}")\n@approval_tier("{tier}")\n'
+        'forbid (principal, action == Action::"refund", resource)\n'
+        f"when {{ context has amount_minor && context.amount_minor > {above} }}\n"
+        "unless { context.approvals_granted >= 1 };\n"
+    )
+
+
+class TestFailingClosed:
+    def test_an_engine_that_raises_denies(self, billing, monkeypatch):
+        """Whatever cedarpy raises becomes a deny, never an allow or an exception."""
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("engine down")
+
+        monkeypatch.setattr("charter.policy._cedar.cedarpy.is_authorized", broken)
+        decision = billing.evaluate(_refund(1999))
+        assert (decision.effect, decision.policy_ids) == ("deny", ())
+        assert decision.reason == "policy engine failed: engine down"
+
+    def test_an_error_inside_a_forbid_denies_what_a_permit_allows(self):
+        """Cedar skips a forbid whose condition errors (here: an overflow) and would allow;
+        Charter denies and says why."""
+        overflow = (
+            '@id("overflowing")\nforbid (principal, action == Action::"refund", resource)\n'
+            "when { context has amount_minor && context.amount_minor + 9223372036854775807 > 0 };\n"
+        )
+        engine = CedarPolicy(policies=PERMIT_REFUNDS + overflow, schema=SCHEMA)
+        decision = engine.evaluate(_refund(1))
+        assert decision.effect == "deny"
+        assert decision.reason.startswith("policy evaluation error (fail closed):")
+        assert len(decision.errors) == 1
+
+
+class TestSeveralGates:
+    """Two approval gates holding one request: the strictest tier applies, whichever Cedar
+    names first, so no ordering lets a two-person refund through on one signature."""
+
+    POLICIES = PERMIT_REFUNDS + _gate("a-finance", "finance", 100) + _gate("b-board", "board", 1000)
+
+    def test_the_tier_most_approvers_sign_applies(self):
+        for approvers in ({"finance": 1, "board": 3}, {"board": 3, "finance": 1}):
+            engine = CedarPolicy(policies=self.POLICIES, schema=SCHEMA, approvers=approvers)
+            decision = engine.evaluate(_refund(5000))
+            assert (decision.effect, decision.tier) == ("approval", "board")
+            assert decision.tiers == ("finance", "board")
+            assert sorted(decision.policy_ids) == ["a-finance", "b-board"]
+        stricter_finance = CedarPolicy(
+            policies=self.POLICIES, schema=SCHEMA, approvers={"finance": 4, "board": 3}
+        )
+        assert stricter_finance.evaluate(_refund(5000)).tier == "finance"
+
+    def test_without_the_contracts_tiers_the_first_gate_by_id_applies(self):
+        engine = CedarPolicy(policies=self.POLICIES, schema=SCHEMA)
+        decision = engine.evaluate(_refund(5000))
+        assert (decision.tier, decision.tiers) == ("finance", ("finance", "board"))
+
+    def test_one_gate_alone_asks_for_its_own_tier(self):
+        engine = CedarPolicy(
+            policies=self.POLICIES, schema=SCHEMA, approvers={"finance": 1, "board": 3}
+        )
+        decision = engine.evaluate(_refund(500))
+        assert (decision.effect, decision.tier, decision.tiers) == (
+            "approval",
+            "finance",
+            ("finance",),
+        )
+        assert engine.evaluate(_refund(50)).effect == "allow"
+
+    def test_a_gate_beside_a_plain_forbid_is_a_deny(self):
+        plain = (
+            '@id("no-big-refunds")\nforbid (principal, action == Action::"refund", resource)\n'
+            "when { context has amount_minor && context.amount_minor > 2000 };\n"
+        )
+        engine = CedarPolicy(policies=self.POLICIES + plain, schema=SCHEMA)
+        decision = engine.evaluate(_refund(5000))
+        assert (decision.effect, decision.tier, decision.tiers) == ("deny", None, ())
+        assert "no-big-refunds" in decision.policy_ids

@@ -99,6 +99,7 @@ def load_policy(contract: Contract) -> CedarPolicy:
     policy = CedarPolicy.from_files(
         policies=contract.resolve(contract.policy.policies, key="policy.policies"),
         schema=contract.resolve(contract.policy.schema_file, key="policy.schema"),
+        approvers={name: tier.approvers for name, tier in contract.approval_tiers.items()},
     )
     _check_tiers(contract, policy)
     return policy

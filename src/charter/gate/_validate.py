@@ -59,7 +59,7 @@ def _overflow(arguments: object, limit: int) -> dict[str, JsonValue] | None:
         if item is _END:
             stack.pop()
             continue
-        size += 1  # the comma, colon or bracket around it
+        size += 1  # the comma or colon before it (or, at the top, a bracket)
         if isinstance(item, str):
             if len(item) > limit - size:  # a character is one byte at least
                 return {"limit_bytes": limit, "at_least_bytes": size + len(item)}
@@ -67,6 +67,7 @@ def _overflow(arguments: object, limit: int) -> dict[str, JsonValue] | None:
         elif isinstance(item, Mapping | list | tuple):
             if len(stack) > MAX_ARGUMENT_DEPTH:
                 return {"limit_depth": MAX_ARGUMENT_DEPTH}
+            size += 1 if item else 2  # the brackets beyond the one counted above
             pairs = item.items() if isinstance(item, Mapping) else ((child,) for child in item)
             stack.append(itertools.chain.from_iterable(pairs))
         elif isinstance(item, bool) or item is None:

@@ -24,6 +24,7 @@ from charter.exceptions import PolicyLoadError
 from charter.policy._engine import PolicyDecision, PolicyRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 __all__ = ["CedarPolicy"]
@@ -40,14 +41,24 @@ class CedarPolicy:
     """A validated Cedar policy set with its schema, ready to evaluate requests."""
 
     def __init__(
-        self, *, policies: str, schema: str, source: str = "<policies>", quote: bool = True
+        self,
+        *,
+        policies: str,
+        schema: str,
+        source: str = "<policies>",
+        quote: bool = True,
+        approvers: Mapping[str, int] | None = None,
     ) -> None:
         """Parse and validate; raise `PolicyLoadError` pointing at the failing policy.
 
         `quote`: a parse error may show the text it failed on (Cedar's message, the failing
         statement's first line); off, it names the line only (see `from_files`).
+        `approvers`: each approval tier's number of approvers (the contract's), so that when
+        several gates hold one request the strictest tier applies; without it, the tier of the
+        first gate in policy-id order.
         """
         self.source = source
+        self._approvers = dict(approvers or {})
         self.text = policies
         self._schema, self._all = _parse(policies, schema, source, quote=quote)
         static: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(policies))[
@@ -91,7 +102,9 @@ class CedarPolicy:
         self._digest = hashlib.sha256(f"{schema}\n--\n{policies}".encode()).hexdigest()
 
     @classmethod
-    def from_files(cls, *, policies: Path, schema: Path) -> CedarPolicy:
+    def from_files(
+        cls, *, policies: Path, schema: Path, approvers: Mapping[str, int] | None = None
+    ) -> CedarPolicy:
         """Load policies and schema from files.
 
         Parse errors quote the text only when both files are named as what they are (`*.cedar`,
@@ -105,7 +118,11 @@ class CedarPolicy:
             schema.resolve().name.endswith((".cedarschema", ".cedarschema.json"))
         )
         return cls(
-            policies=_read(policies), schema=_read(schema), source=str(policies), quote=quote
+            policies=_read(policies),
+            schema=_read(schema),
+            source=str(policies),
+            quote=quote,
+            approvers=approvers,
         )
 
     @property
@@ -152,12 +169,17 @@ class CedarPolicy:
                 cedar_request, self._ungated, entities, schema=self._schema
             )
             if ungated.decision is cedarpy.Decision.Allow and not ungated.diagnostics.errors:
-                tier = self._tiers[reasons[0]]
+                # Cedar lists the gates in no set order; the strictest one decides, and among
+                # equals the first by id, so one request always gets one tier.
+                gates = sorted(reasons, key=lambda r: self._ids[r])
+                tiers = tuple(dict.fromkeys(self._tiers[r] for r in gates))
+                tier = max(tiers, key=lambda t: self._approvers.get(t, 0))
                 return PolicyDecision(
                     effect="approval",
-                    reason=f"held by {', '.join(ids)}: needs approval ({tier})",
+                    reason=f"held by {', '.join(sorted(ids))}: needs approval ({tier})",
                     policy_ids=ids,
                     tier=tier,
+                    tiers=tiers,
                 )
         return PolicyDecision(
             effect="deny", reason=f"forbidden by {', '.join(ids)}", policy_ids=ids

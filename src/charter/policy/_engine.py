@@ -40,6 +40,9 @@ class PolicyDecision:
     policy_ids: tuple[str, ...] = ()
     """The `@id` of every policy that determined the decision."""
     tier: str | None = None
+    """For `approval`: the strictest tier `tiers` names (the one most approvers must sign)."""
+    tiers: tuple[str, ...] = ()
+    """For `approval`: every tier the approval gates that refused ask for, in policy-id order."""
     errors: tuple[str, ...] = ()
 
 

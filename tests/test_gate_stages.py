@@ -1,0 +1,391 @@
+"""The gate's first stages one at a time, on real calls, a real store and a real contract.
+
+`plane.run` authenticates a credential before a run starts, so end-to-end tests seldom reach
+the principal stage with a bad identity; the stage is there for what happens after: a run
+resumed days later, a row changed in the database, a contract whose tenants shrank. Each
+refusal it owes is checked here directly, with what it says and what it names as the source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _factories import RawDb
+from charter import Agent
+from charter._events import ToolCallSpec
+from charter._identity import create_agent_identity, create_human
+from charter.exceptions import ContractError, RateLimited
+from charter.gate import CachedAnswer, Call, Controls, RunState, idempotency_key, input_hash
+from charter.gate._access import check_grant, check_principal
+from charter.gate._limits import budget_caps, check_budget, check_rate_limit
+from charter.gate._validate import (
+    MAX_ARGUMENT_DEPTH,
+    OVERSIZED,
+    bounded_calls,
+    check_input_size,
+    within_limit,
+)
+from charter.models import ScriptedModel
+from charter.store._limits import Cap, Reserve
+
+if TYPE_CHECKING:
+    from charter._decision import CheckResult
+    from charter.store import SqlStore
+
+
+@pytest.fixture
+def agent(make_contract, toolset) -> Agent:
+    return Agent.load(make_contract(), tools=toolset.tools, model=ScriptedModel([]))
+
+
+def _call(agent: Agent, principal_id: str, *, tenant: str = "acme", tool: str = "record_write"):
+    run = RunState(run_id="run_s", agent=agent, tenant_id=tenant, principal_id=principal_id)
+    spec = ToolCallSpec(call_id="c1", tool=tool, arguments={"item": "x"})
+    return Call(run=run, step=2, spec=spec, idempotency_key="chk_s")
+
+
+def _principal(store: SqlStore, agent: Agent, principal_id: str, **call: Any) -> CheckResult:
+    return check_principal(_call(agent, principal_id, **call), Controls(store))
+
+
+def _refused(result: CheckResult, reason: str, source: str) -> None:
+    assert (result.check, result.outcome) == ("principal", "deny")
+    assert reason in result.reason
+    assert result.source == source
+
+
+class TestPrincipal:
+    def test_the_agents_own_identity_passes_and_is_kept(self, store, agent):
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        call = _call(agent, issued.identity.id)
+        result = check_principal(call, Controls(store))
+        assert (result.outcome, result.source) == ("pass", issued.identity.id)
+        assert call.identity is not None
+        assert call.identity.id == issued.identity.id
+
+    def test_an_unknown_principal_is_refused(self, store, agent):
+        """A run whose identity row is gone acts for no one."""
+        _refused(_principal(store, agent, "agt_gone"), "unknown principal agt_gone", "identities")
+
+    def test_an_identity_changed_in_the_database_is_refused(self, store, agent):
+        """A row the control log does not vouch for: nothing it says is believed."""
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        raw = RawDb(store)
+        try:
+            raw.execute("UPDATE identities SET name = 'other' WHERE id = ?", (issued.identity.id,))
+        finally:
+            raw.close()
+        result = _principal(store, agent, issued.identity.id)
+        _refused(result, "is refused", f"identity:{issued.identity.id}")
+
+    def test_a_revoked_identity_is_refused(self, store, agent):
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        store.revoke_identity(issued.identity.id, actor="ada", reason="leaked")
+        result = _principal(store, agent, issued.identity.id)
+        _refused(result, "was revoked", f"identity:{issued.identity.id}")
+
+    def test_a_person_is_not_an_agent(self, store, agent):
+        """A human credential cannot drive an agent's run, whatever its roles."""
+        person = create_human(store, name="olga", roles=["operator"])
+        result = _principal(store, agent, person.identity.id)
+        _refused(result, "is a human principal, not an agent", "identities")
+
+    def test_another_tenants_identity_is_refused(self, store, agent):
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="globex"
+        )
+        result = _principal(store, agent, issued.identity.id)
+        _refused(result, "is for test-agent/testing/globex", f"identity:{issued.identity.id}")
+
+    def test_a_credential_of_another_environment_is_refused(self, store, agent):
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme", environment="prod"
+        )
+        result = _principal(store, agent, issued.identity.id)
+        _refused(result, "is a prod credential", f"identity:{issued.identity.id}")
+
+    def test_a_tenant_outside_the_contract_is_refused(self, store, agent):
+        """An identity issued for a tenant the contract does not name acts for no one there."""
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="initech"
+        )
+        result = _principal(store, agent, issued.identity.id, tenant="initech")
+        _refused(result, "tenant 'initech' is not in the contract's tenants", "contract:tenants")
+
+
+class TestGrant:
+    def _grant(self, agent: Agent, tool: str) -> tuple[CheckResult, Call]:
+        call = _call(agent, "agt_x", tool=tool)
+        return check_grant(call), call
+
+    def test_a_granted_and_supplied_tool_passes(self, agent):
+        result, call = self._grant(agent, "record_write")
+        assert (result.outcome, result.source) == ("pass", "contract:tools.record_write")
+        assert result.detail == {"effect": "write", "autonomy": "autonomous"}
+        assert call.grant is not None
+        assert call.tool is not None
+
+    def test_a_tool_granted_but_not_supplied_never_loads(self, make_contract, toolset):
+        """The contract grants `launch`; an agent built without it is refused when it loads,
+        before the gate's own check (the same refusal as an ungranted tool) could matter."""
+        tools = [t for t in toolset.tools if t.name != "launch"]
+        with pytest.raises(ContractError, match=r"tools\.launch is granted but no tool"):
+            Agent.load(make_contract(), tools=tools, model=ScriptedModel([]))
+
+    def test_a_tool_supplied_but_not_granted_is_refused(
+        self, make_contract, toolset, contract_data
+    ):
+        """The agent carries `purge`; the contract does not grant it. `Agent.load` leaves such a
+        tool out, so the agent is put together by hand, as code that skips it would."""
+        data = {**contract_data, "tools": dict(contract_data["tools"])}
+        del data["tools"]["purge"]
+        loaded = Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel([]))
+        assert "purge" not in loaded.tools
+        purge = next(t for t in toolset.tools if t.name == "purge")
+        agent = dataclasses.replace(loaded, tools={**loaded.tools, "purge": purge})
+        result, call = self._grant(agent, "purge")
+        assert (result.outcome, result.source) == ("deny", "contract:tools")
+        assert "'purge' is not granted" in result.reason
+        assert call.grant is None
+
+
+class TestFormats:
+    """Keys and hashes handed to other systems or stored for good: an upgrade that changed them
+    would make a payment provider see a resumed step as a new one, or a replay see every
+    argument as changed. Spelled out as literal bytes, never computed by the code under test."""
+
+    def test_idempotency_key(self):
+        """`chk_` and the first 32 hex digits of SHA-256 over `run:step`."""
+        assert idempotency_key("run_1", 7) == "chk_69f2f75bebea6816460d7f93c4604934"
+        assert idempotency_key("run_1", 8) != idempotency_key("run_1", 7)
+        assert idempotency_key("run_2", 7) != idempotency_key("run_1", 7)
+
+    def test_input_hash_is_over_compact_json_with_sorted_keys(self):
+        expected = hashlib.sha256(b'{"a":[1,"x"],"b":{"c":null,"d":"2026-01-01"}}').hexdigest()
+        found = input_hash({"b": {"d": date(2026, 1, 1), "c": None}, "a": [1, "x"]})
+        assert found == expected
+
+
+def test_a_calls_context_tells_the_tool_its_run_step_tenant_key_and_attempt(agent):
+    call = _call(agent, "agt_x", tenant="globex")
+    told = call.context()
+    assert (told.run_id, told.step, told.tenant_id, told.idempotency_key, told.attempt) == (
+        "run_s",
+        2,
+        "globex",
+        "chk_s",
+        1,
+    )
+    assert call.context(attempt=3).attempt == 3
+
+
+class TestRateLimit:
+    @pytest.fixture
+    def limited(self, make_contract, toolset, contract_data) -> Agent:
+        data = {**contract_data, "rate_limits": [{"tool": "record_write", "rate": "2/m"}]}
+        return Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel([]))
+
+    def test_a_call_asks_for_a_token_from_its_bucket(self, limited):
+        call = _call(limited, "agt_x")
+        result = check_rate_limit(call)
+        assert (result.outcome, result.source) == ("pass", "contract:rate_limits.record_write")
+        (token,) = call.charges
+        assert token.key == "testing/acme/record_write"
+
+    def test_an_empty_bucket_denies_with_the_wait_to_the_millisecond(self, limited):
+        call = _call(limited, "agt_x")
+        call.limit_hit = RateLimited("empty", scope="bucket", retry_after_s=12.3456789)
+        result = check_rate_limit(call)
+        assert (result.outcome, result.source) == ("deny", "contract:rate_limits.record_write")
+        assert result.detail == {"retry_after_s": 12.346, "on_limit": "deny"}
+        assert "next call due in 12.35s" in result.reason
+        assert call.charges == []
+
+    def test_a_tool_without_a_rule_takes_no_token(self, limited):
+        call = _call(limited, "agt_x", tool="read_notes")
+        assert check_rate_limit(call).reason == "no rate limit"
+        assert call.charges == []
+
+
+DAY = datetime(2026, 6, 1, 23, 59, tzinfo=UTC)
+
+
+class TestBudget:
+    """`record_write` costs $0.01 (see `Toolset`)."""
+
+    def _agent(self, make_contract, toolset, contract_data, **budget: Any) -> Agent:
+        data = {**contract_data, "budget": budget}
+        return Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel([]))
+
+    def _judged(self, agent: Agent, *, spent: float = 0.0, approvals: int = 0) -> tuple[Any, Call]:
+        call = _call(agent, "agt_x")
+        call.run.spent_usd = spent
+        call.run.approvals[call.step] = approvals
+        call.tool = agent.tools["record_write"]
+        call.grant = agent.contract.tools["record_write"]
+        return check_budget(call, lambda: DAY), call
+
+    def test_without_day_caps_there_are_none(self, make_contract, toolset, contract_data):
+        agent = self._agent(make_contract, toolset, contract_data, per_run_usd=1.0)
+        assert budget_caps(agent.contract, "acme", lambda: DAY) == ()
+        result, call = self._judged(agent)
+        assert (result.outcome, call.charges) == ("pass", [])
+
+    def test_day_caps_are_reserved_against_for_the_utc_day(
+        self, make_contract, toolset, contract_data
+    ):
+        agent = self._agent(
+            make_contract, toolset, contract_data, per_workflow_day_usd=5, per_tenant_day_usd=2
+        )
+        caps = (
+            Cap(scope="workflow:testing", day="2026-06-01", cap_usd=5),
+            Cap(scope="tenant:acme", day="2026-06-01", cap_usd=2),
+        )
+        assert budget_caps(agent.contract, "acme", lambda: DAY) == caps
+        result, call = self._judged(agent)
+        assert result.outcome == "pass"
+        assert call.charges == [Reserve(run_id="run_s", step=2, amount_usd=0.01, caps=caps)]
+
+    def test_a_call_answered_from_the_cache_costs_and_reserves_nothing(
+        self, make_contract, toolset, contract_data
+    ):
+        agent = self._agent(make_contract, toolset, contract_data, per_tenant_day_usd=2)
+        call = _call(agent, "agt_x")
+        call.tool = agent.tools["record_write"]
+        call.cached = CachedAnswer(value={"item": "x"}, source="run_a/2")
+        result = check_budget(call, lambda: DAY)
+        assert (result.outcome, result.detail["estimate_usd"]) == ("pass", 0.0)
+        assert call.charges == []
+
+    def test_a_call_that_reaches_the_run_cap_exactly_fits(
+        self, make_contract, toolset, contract_data
+    ):
+        agent = self._agent(make_contract, toolset, contract_data, per_run_usd=0.06)
+        result, _ = self._judged(agent, spent=0.05)
+        assert (result.outcome, result.reason) == ("pass", "$0.0600 of $0.06")
+        assert result.detail == {"spent_usd": 0.05, "estimate_usd": 0.01}
+
+    def test_a_call_past_the_run_cap_is_denied(self, make_contract, toolset, contract_data):
+        agent = self._agent(make_contract, toolset, contract_data, per_run_usd=0.06)
+        result, call = self._judged(agent, spent=0.051)
+        assert (result.outcome, result.source) == ("deny", "contract:budget")
+        assert result.reason == "would spend $0.061 of a $0.06 run budget"
+        assert result.detail["on_exceeded"] == "stop"
+        assert call.charges == []
+
+    def test_past_the_cap_with_escalate_holds_then_goes_on_as_approved(
+        self, make_contract, toolset, contract_data
+    ):
+        agent = self._agent(
+            make_contract,
+            toolset,
+            contract_data,
+            per_run_usd=0.001,
+            per_tenant_day_usd=2,
+            on_exceeded="escalate",
+            escalate_tier="ops",
+        )
+        held, call = self._judged(agent)
+        assert (held.outcome, held.tier) == ("hold", "ops")
+        assert held.source == "contract:budget.on_exceeded"
+        assert call.charges == []
+        approved, call = self._judged(agent, approvals=1)
+        assert (approved.outcome, approved.source) == ("pass", "contract:budget")
+        (reserve,) = call.charges
+        assert (reserve.amount_usd, reserve.enforce) == (0.01, False)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet="abcé€ 😀", max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet="abcé€ 😀", max_size=4), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+class TestInputSize:
+    """Arguments are weighed as their compact JSON in UTF-8 (escapes aside), never less: a
+    byte more at the top, and numbers other than integers weighed as 24 bytes."""
+
+    @pytest.mark.parametrize(
+        ("arguments", "fits_in"),
+        [
+            ({"a": "xyz"}, 12),  # {"a":"xyz"}, and a byte more at the top
+            ({"s": "ééééé"}, 19),  # two bytes a letter
+            ({"i": 1000}, 12),
+            ({"k": True, "n": None}, 22),
+            ({"f": 1.5}, 31),  # a float is weighed as 24 bytes, whatever it is
+            ({"l": [1, 2, 3]}, 17),
+            ({"t": (1, "a")}, 15),
+            ({"e": [], "d": {}}, 16),
+        ],
+    )
+    def test_the_weight_of_small_arguments(self, arguments, fits_in):
+        """Pinned: the stand-in a run recorded must be the one a replay computes."""
+        assert within_limit(arguments, fits_in) is arguments
+        assert within_limit(arguments, fits_in - 1) == {
+            OVERSIZED: {"limit_bytes": fits_in - 1, "at_least_bytes": fits_in}
+        }
+
+    @settings(max_examples=300, deadline=None)
+    @given(JSON)
+    def test_arguments_are_never_weighed_lighter_than_their_json(self, value):
+        arguments = {"v": value}
+        size = len(json.dumps(arguments, separators=(",", ":"), ensure_ascii=False).encode())
+        assert within_limit(arguments, size - 1) != arguments
+
+    def test_a_long_string_is_refused_by_its_length_alone(self):
+        over = within_limit({"a": "x" * 10_000_000}, 1000)[OVERSIZED]
+        assert over == {"limit_bytes": 1000, "at_least_bytes": 10_000_007}
+
+    def test_nesting_is_refused_past_the_depth_limit(self):
+        deep: Any = "x"
+        for _ in range(MAX_ARGUMENT_DEPTH - 1):
+            deep = [deep]
+        assert within_limit({"d": deep}, 10**6) == {"d": deep}
+        assert within_limit({"d": [deep]}, 10**6) == {OVERSIZED: {"limit_depth": 64}}
+
+    def test_many_empty_containers_weigh_what_they_are(self):
+        """Each `[]` is two bytes and a comma: a million of them are three megabytes."""
+        arguments = {"l": [[] for _ in range(1000)]}
+        size = len(json.dumps(arguments, separators=(",", ":")))
+        assert within_limit(arguments, size - 1) != arguments
+
+    def test_only_the_calls_over_the_limit_are_replaced(self):
+        small = ToolCallSpec(call_id="c1", tool="t", arguments={"a": "x"})
+        big = ToolCallSpec(call_id="c2", tool="t", arguments={"a": "x" * 100})
+        assert bounded_calls((small,), 50) == (small,)
+        bounded = bounded_calls((small, big), 50)
+        assert bounded[0] == small
+        assert bounded[1].arguments == {OVERSIZED: {"limit_bytes": 50, "at_least_bytes": 107}}
+
+    def test_the_stage_denies_the_stand_in_and_says_what_was_over(self, agent):
+        call = _call(agent, "agt_x")
+        assert check_input_size(call).reason == f"arguments within {1024 * 1024} bytes"
+        call.spec = call.spec.model_copy(
+            update={"arguments": {OVERSIZED: {"limit_bytes": 10, "at_least_bytes": 11}}}
+        )
+        result = check_input_size(call)
+        assert (result.outcome, result.source) == ("deny", "contract:max_argument_bytes")
+        assert (
+            result.reason
+            == "arguments are at least 11 bytes, over the limit of 10 (max_argument_bytes)"
+        )
+        call.spec = call.spec.model_copy(update={"arguments": {OVERSIZED: {"limit_depth": 64}}})
+        assert check_input_size(call).reason == "arguments nest deeper than 64 levels"
