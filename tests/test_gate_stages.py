@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +19,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _factories import RawDb
+from _factories import RawDb, Receipt
 from charter import Agent
 from charter._events import ToolCallSpec
 from charter._identity import create_agent_identity, create_human
-from charter.exceptions import ContractError, RateLimited
-from charter.gate import CachedAnswer, Call, Controls, RunState, idempotency_key, input_hash
+from charter.exceptions import ContractError, RateLimited, ToolError
+from charter.gate import (
+    CachedAnswer,
+    Call,
+    Controls,
+    Executor,
+    RunState,
+    idempotency_key,
+    input_hash,
+)
 from charter.gate._access import check_grant, check_principal
+from charter.gate._approval import check_approval
+from charter.gate._execute import validate_output
 from charter.gate._limits import budget_caps, check_budget, check_rate_limit
+from charter.gate._policy import check_policy
 from charter.gate._validate import (
     MAX_ARGUMENT_DEPTH,
     OVERSIZED,
@@ -33,10 +45,13 @@ from charter.gate._validate import (
     check_input_size,
     within_limit,
 )
-from charter.models import ScriptedModel
+from charter.gate._verifier import check_verifier, parse_verdict
+from charter.models import Message, ScriptedModel, ScriptedTurn
 from charter.store._limits import Cap, Reserve
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from charter._decision import CheckResult
     from charter.store import SqlStore
 
@@ -287,6 +302,37 @@ class TestBudget:
         assert result.detail["on_exceeded"] == "stop"
         assert call.charges == []
 
+    def test_a_tier_named_without_escalate_does_not_hold(
+        self, make_contract, toolset, contract_data
+    ):
+        """`escalate_tier` alone lets no run past its cap: `on_exceeded` must say escalate."""
+        agent = self._agent(
+            make_contract, toolset, contract_data, per_run_usd=0.001, escalate_tier="ops"
+        )
+        result, _ = self._judged(agent)
+        assert (result.outcome, result.tier) == ("deny", None)
+
+    def test_a_cached_call_approved_past_the_cap_reserves_nothing(
+        self, make_contract, toolset, contract_data
+    ):
+        agent = self._agent(
+            make_contract,
+            toolset,
+            contract_data,
+            per_run_usd=0.0,
+            per_tenant_day_usd=2,
+            on_exceeded="escalate",
+            escalate_tier="ops",
+        )
+        call = _call(agent, "agt_x")
+        call.run.spent_usd = 0.5
+        call.run.approvals[call.step] = 1
+        call.tool = agent.tools["record_write"]
+        call.cached = CachedAnswer(value={"item": "x"}, source="run_a/2")
+        result = check_budget(call, lambda: DAY)
+        assert result.reason.endswith("going on as approved")
+        assert call.charges == []
+
     def test_past_the_cap_with_escalate_holds_then_goes_on_as_approved(
         self, make_contract, toolset, contract_data
     ):
@@ -389,3 +435,306 @@ class TestInputSize:
         )
         call.spec = call.spec.model_copy(update={"arguments": {OVERSIZED: {"limit_depth": 64}}})
         assert check_input_size(call).reason == "arguments nest deeper than 64 levels"
+
+
+class TestVerdicts:
+    """What a verifier model's answer is taken to say; anything unreadable is no verdict."""
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "approve",
+            '{"verdict": "approve"',
+            '{"verdict": "yes", "reasons": []}',
+            '{"reasons": ["fine"]}',
+            '{"verdict": ["approve"]}',
+        ],
+    )
+    def test_no_readable_verdict(self, text):
+        assert parse_verdict(text) is None
+
+    def test_the_json_object_inside_prose_is_read(self):
+        text = 'Here you go: {"verdict": "reject", "reasons": ["not the task"]} Thanks.'
+        assert parse_verdict(text) == ("reject", ["not the task"])
+
+    def test_reasons_default_to_none_and_a_single_reason_is_a_list(self):
+        assert parse_verdict('{"verdict": "escalate"}') == ("escalate", [])
+        assert parse_verdict('{"verdict": "approve", "reasons": 42}') == ("approve", ["42"])
+
+    def test_reasons_are_bounded_to_five_of_300_characters(self):
+        reasons = [f"{n}" + "x" * 400 for n in range(7)]
+        verdict, kept = parse_verdict(json.dumps({"verdict": "approve", "reasons": reasons}))
+        assert verdict == "approve"
+        assert kept == [r[:300] for r in reasons[:5]]
+
+
+class TestExecutor:
+    """Running a tool: retries with backoff for retryable errors only, typed failures."""
+
+    @pytest.fixture
+    def sleeps(self) -> list[float]:
+        return []
+
+    @pytest.fixture
+    def executor(self, sleeps) -> Iterator[Executor]:
+        running = Executor(sleep=sleeps.append, backoff_s=0.5)
+        yield running
+        running.close()
+
+    def _call(self, agent: Agent, tool: str) -> Call:
+        call = _call(agent, "agt_x", tool=tool)
+        call.tool = agent.tools[tool]
+        call.args = call.tool.input_model(item="x")
+        return call
+
+    def test_a_tool_that_answers_runs_once(self, agent, executor, sleeps, toolset):
+        done = executor.execute(self._call(agent, "record_write"), default_timeout_s=5)
+        assert (done.check.outcome, done.attempts, done.error) == ("pass", 1, None)
+        assert done.check.detail == {"attempts": 1, "errors": []}
+        assert done.raw == Receipt(item="x")
+        assert (sleeps, toolset.effects) == ([], [("record_write", "chk_s")])
+
+    def test_retryable_errors_are_retried_with_doubling_backoff(
+        self, agent, executor, sleeps, toolset
+    ):
+        toolset.flaky_failures = 2
+        done = executor.execute(self._call(agent, "flaky"), default_timeout_s=5)
+        assert (done.check.outcome, done.attempts) == ("pass", 3)
+        assert done.check.detail["errors"] == ["tool_retryable: 503 try again"] * 2
+        assert sleeps == [0.5, 1.0]
+        assert toolset.attempts == [(1, "chk_s"), (2, "chk_s"), (3, "chk_s")]
+
+    def test_the_last_attempt_fails_the_call(self, agent, executor, sleeps, toolset):
+        toolset.flaky_failures = 5
+        done = executor.execute(self._call(agent, "flaky"), default_timeout_s=5)
+        assert (done.check.outcome, done.attempts, done.check.check) == ("fail", 3, "execute")
+        assert done.check.reason == "tool_retryable: 503 try again"
+        assert done.check.detail == {"attempts": 3, "errors": ["tool_retryable: 503 try again"] * 3}
+        assert done.error is not None
+        assert sleeps == [0.5, 1.0]
+
+    def test_a_permanent_error_is_not_retried(self, agent, executor, sleeps):
+        done = executor.execute(self._call(agent, "broken"), default_timeout_s=5)
+        assert (done.check.outcome, done.attempts, sleeps) == ("fail", 1, [])
+        assert done.check.reason == "tool_permanent: 400 bad request"
+
+    def test_a_tool_that_raises_anything_else_fails_typed(self, agent, executor, sleeps):
+        call = self._call(agent, "record_write")
+        call.tool = dataclasses.replace(call.tool, run=lambda args, ctx: 1 / 0)
+        done = executor.execute(call, default_timeout_s=5)
+        assert (done.check.outcome, done.attempts, sleeps) == ("fail", 1, [])
+        assert done.check.reason == "tool_error: ZeroDivisionError: division by zero"
+
+    def test_a_tool_past_its_timeout_is_a_retryable_timeout(self, agent, executor, sleeps):
+        release = threading.Event()
+        call = self._call(agent, "record_write")
+        call.tool = dataclasses.replace(
+            call.tool, run=lambda args, ctx: release.wait(), timeout_s=0.01, max_attempts=2
+        )
+        try:
+            done = executor.execute(call, default_timeout_s=5)
+        finally:
+            release.set()
+        assert (done.check.outcome, done.attempts, sleeps) == ("fail", 2, [0.5])
+        assert done.check.reason == "tool_timeout: record_write did not answer in 0.01s"
+
+    def test_a_bounded_call_answers_or_times_out(self, executor):
+        assert executor.bounded(lambda: 42, timeout_s=5) == 42
+        release = threading.Event()
+        try:
+            with pytest.raises(TimeoutError, match=r"no answer within 0\.01s"):
+                executor.bounded(release.wait, timeout_s=0.01)
+        finally:
+            release.set()
+
+
+class TestOutput:
+    def test_a_model_or_a_dict_that_matches_passes_as_json(self, agent):
+        call = _call(agent, "agt_x")
+        call.tool = agent.tools["record_write"]
+        for raw in (Receipt(item="x"), {"item": "x"}):
+            result, output = validate_output(call, raw)
+            assert (result.outcome, result.source, output) == (
+                "pass",
+                "tool:record_write.output",
+                {"item": "x"},
+            )
+
+    def test_output_that_does_not_match_is_a_typed_failure(self, agent):
+        call = _call(agent, "agt_x")
+        call.tool = agent.tools["record_write"]
+        result, output = validate_output(call, {"wrong": 1})
+        assert (result.check, result.outcome, output) == ("output", "fail", None)
+        assert result.detail == {"code": "tool_output_invalid"}
+        assert "item: Field required" in result.reason
+
+
+class TestPolicyStage:
+    """Stage 5 on a real contract's Cedar: facts first, then the decision, each named."""
+
+    def _call(self, store, agent: Agent, tool: str = "record_write") -> Call:
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        call = _call(agent, issued.identity.id, tool=tool)
+        call.identity = issued.identity
+        call.tool = agent.tools[tool]
+        call.args = call.tool.input_model(item="x")
+        return call
+
+    def test_an_allowed_call_names_the_policy_and_what_it_saw(self, store, agent):
+        call = self._call(store, agent)
+        result = check_policy(call, lambda: DAY)
+        assert (result.outcome, result.source) == ("pass", "allow-tools")
+        assert result.detail["resource"] == "Item::x"
+        assert result.detail["resource_tenant"] == "acme"
+        assert result.detail["context"] == {
+            "approvals_granted": 0,
+            "hour_utc": 23,
+            "weekday": 1,
+            "amount_minor": 1,
+        }
+        assert call.facts is not None
+        assert call.policy is not None
+
+    @pytest.mark.parametrize(
+        ("error", "said"),
+        [
+            (ToolError("lookup failed"), "tool_error: lookup failed"),
+            (KeyError("owner"), "KeyError: 'owner'"),
+        ],
+    )
+    def test_facts_that_cannot_be_resolved_deny(self, store, agent, error, said):
+        call = self._call(store, agent)
+
+        def failing(args: Any, ctx: Any) -> Any:
+            raise error
+
+        call.tool = dataclasses.replace(call.tool, facts=failing)
+        result = check_policy(call, lambda: DAY)
+        assert (result.outcome, result.source) == ("deny", "facts")
+        assert result.reason == f"could not resolve the facts to judge this call ({said})"
+        assert call.policy is None
+
+    def test_a_tool_without_facts_is_judged_on_its_name(self, store, agent):
+        call = self._call(store, agent)
+        call.tool = dataclasses.replace(call.tool, facts=None)
+        result = check_policy(call, lambda: DAY)
+        assert result.detail["resource"] == "RecordWrite::-"
+        assert result.detail["resource_tenant"] == ""
+
+    def test_a_hold_carries_its_tier(self, store, make_contract, toolset):
+        gate = (
+            '@id("hold-writes")\n@approval_tier("ops")\n'
+            'forbid (principal, action == Action::"record_write", resource)\n'
+            "unless { context.approvals_granted >= 1 };\n"
+        )
+        agent = Agent.load(
+            make_contract(extra_policies=gate), tools=toolset.tools, model=ScriptedModel([])
+        )
+        result = check_policy(self._call(store, agent), lambda: DAY)
+        assert (result.outcome, result.tier, result.source) == ("hold", "ops", "hold-writes")
+
+    def test_a_default_deny_is_named_as_one(self, store, make_contract, toolset):
+        agent = Agent.load(make_contract(), tools=toolset.tools, model=ScriptedModel([]))
+        call = self._call(store, agent)
+        call.spec = call.spec.model_copy(update={"tool": "unknown_action"})
+        result = check_policy(call, lambda: DAY)
+        assert (result.outcome, result.source) == ("deny", "policy:default-deny")
+
+
+def _granted(agent: Agent, tool: str, *, approvals: int = 0) -> Call:
+    """A call past the grant stage: its tool, grant and arguments filled in."""
+    call = _call(agent, "agt_x", tool=tool)
+    call.tool = agent.tools[tool]
+    call.grant = agent.contract.tools[tool]
+    call.args = call.tool.input_model(item="x")
+    call.run.approvals[call.step] = approvals
+    return call
+
+
+class TestApprovalStage:
+    def test_what_needs_no_approval_says_why(self, agent):
+        assert check_approval(_granted(agent, "read_notes")).reason == "reads need no approval"
+        result = check_approval(_granted(agent, "flaky"))
+        assert (result.outcome, result.reason) == ("pass", "no approval required")
+        assert result.detail == {"autonomy": "autonomous"}
+
+    def test_an_irreversible_call_holds_for_its_tier(self, agent):
+        result = check_approval(_granted(agent, "launch"))
+        assert (result.outcome, result.tier, result.source) == (
+            "hold",
+            "ops",
+            "contract:tools.launch",
+        )
+        assert result.detail == {"autonomy": "autonomous", "approvers": 1, "granted": 0}
+        released = check_approval(_granted(agent, "launch", approvals=1))
+        assert (released.outcome, released.reason) == ("pass", "1 of 1 approval(s) granted (ops)")
+
+    def test_a_suggest_stage_write_without_a_tier_is_refused(
+        self, make_contract, toolset, contract_data
+    ):
+        """No one could approve it, so it must not wait for anyone."""
+        data = {**contract_data, "autonomy": "suggest"}
+        agent = Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel([]))
+        result = check_approval(_granted(agent, "flaky"))
+        assert (result.outcome, result.source) == ("deny", "contract:tools.flaky")
+        assert result.reason == (
+            "suggest stage: every write needs an approval, but tools.flaky.approval names no tier"
+        )
+
+    def test_draft_stage_proposes_writes_and_runs_reads(
+        self, make_contract, toolset, contract_data
+    ):
+        data = {**contract_data, "autonomy": "draft"}
+        agent = Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel([]))
+        assert check_approval(_granted(agent, "record_write")).outcome == "propose"
+        assert check_approval(_granted(agent, "read_notes")).outcome == "pass"
+
+
+class TestVerifierStage:
+    @pytest.fixture
+    def judged(self, make_contract, toolset, contract_data) -> Callable[[Any], CheckResult]:
+        data = {
+            **contract_data,
+            "verifier": {"tools": ["record_write"], "model": "scripted:judge", "tier": "ops"},
+        }
+
+        def judge(answer: Any) -> CheckResult:
+            def respond(messages: list[Message]) -> ScriptedTurn:
+                if isinstance(answer, Exception):
+                    raise answer
+                return ScriptedTurn.say(answer)
+
+            agent = Agent.load(
+                make_contract(data),
+                tools=toolset.tools,
+                model=ScriptedModel([]),
+                verifier=ScriptedModel(respond, name="judge", usd_per_mtok_out=1000.0),
+            )
+            return check_verifier(_granted(agent, "record_write"))
+
+        return judge
+
+    def test_a_verifier_that_fails_holds_at_no_cost(self, judged):
+        result = judged(RuntimeError("down"))
+        assert (result.outcome, result.tier) == ("hold", "ops")
+        assert result.reason == "the verifier failed (RuntimeError); a person decides"
+        assert result.detail == {"verdict": "escalate", "reasons": [], "cost_usd": 0.0}
+
+    def test_an_unreadable_answer_holds_and_is_paid_for(self, judged):
+        result = judged("I think it is fine")
+        assert (result.outcome, result.reason) == ("hold", "the verifier's answer had no verdict")
+        assert result.detail["cost_usd"] > 0
+
+    def test_each_verdict(self, judged):
+        approve = judged('{"verdict": "approve", "reasons": ["as asked"]}')
+        assert (approve.outcome, approve.reason) == ("pass", "verifier approved: as asked")
+        reject = judged('{"verdict": "reject"}')
+        assert (reject.outcome, reject.reason) == ("deny", "verifier rejected: no reasons given")
+        escalate = judged('{"verdict": "escalate", "reasons": ["odd", "big"]}')
+        assert (escalate.outcome, escalate.reason) == ("hold", "verifier escalated: odd; big")
+
+    def test_other_tools_are_not_judged(self, agent):
+        result = check_verifier(_granted(agent, "record_write"))
+        assert (result.outcome, result.reason) == ("pass", "not a sensitive tool")

@@ -932,6 +932,8 @@ class TestVerifier:
         )
         assert shown["arguments"] == {"item": "mail [email]"}
         assert "alice@example.com" not in user.content
+        # Canonical (keys sorted): the same proposal is the same question, on resume as well.
+        assert user.content == json.dumps(shown, sort_keys=True)
 
     def test_other_tools_are_not_verified(self, plane, cred, verified, store):
         """A tool outside verifier.tools passes without asking the verifier."""

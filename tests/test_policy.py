@@ -359,6 +359,10 @@ class TestSeveralGates:
         )
         assert stricter_finance.evaluate(_refund(5000)).tier == "finance"
 
+    def test_a_tier_the_contract_does_not_rank_ranks_below_every_ranked_one(self):
+        engine = CedarPolicy(policies=self.POLICIES, schema=SCHEMA, approvers={"board": 1})
+        assert engine.evaluate(_refund(5000)).tier == "board"
+
     def test_without_the_contracts_tiers_the_first_gate_by_id_applies(self):
         engine = CedarPolicy(policies=self.POLICIES, schema=SCHEMA)
         decision = engine.evaluate(_refund(5000))
@@ -385,3 +389,47 @@ class TestSeveralGates:
         decision = engine.evaluate(_refund(5000))
         assert (decision.effect, decision.tier, decision.tiers) == ("deny", None, ())
         assert "no-big-refunds" in decision.policy_ids
+
+
+class TestNesting:
+    """Brackets are counted before Cedar parses (its parser recurses natively); those in
+    comments count too, which is how these tests reach the limit without a policy that deep."""
+
+    ALLOW = '@id("lookup")\n' + LOOKUP
+
+    def _loads(self, brackets: str) -> bool:
+        return bool(CedarPolicy(policies=f"{self.ALLOW}// {brackets}\n", schema=SCHEMA).text)
+
+    @pytest.mark.parametrize(
+        ("brackets", "loads"),
+        [
+            ("(" * 64, True),
+            ("(" * 65, False),
+            ("[" * 30 + "{" * 35, False),
+            ("()" * 200, True),
+            ("((" + ")" + "(" * 63, True),
+            ("((" + ")" + "(" * 64, False),
+            ("))" + "(" * 64, True),
+            ("))" + "(" * 65, False),
+        ],
+    )
+    def test_depth_is_counted_as_brackets_open_and_close(self, brackets, loads):
+        if loads:
+            assert self._loads(brackets)
+        else:
+            with pytest.raises(PolicyLoadError, match="nest deeper than 64 levels"):
+                CedarPolicy(policies=f"{self.ALLOW}// {brackets}\n", schema=SCHEMA)
+
+
+class TestParseErrorLines:
+    """A parse error names the line its failing statement starts on, counted from line 1."""
+
+    def test_a_leading_blank_line_counts(self):
+        message = _load_error(f'\n@id("a")\n{LOOKUP}bad(\n')
+        assert message.startswith("test.cedar:4: policy starting 'bad(' does not parse")
+
+    def test_the_statement_is_found_after_the_ones_before_it(self):
+        """The failing text also stands in a comment above: the line is the statement's."""
+        padding = "// " + "x" * 200 + "\n"
+        text = f'// bad(\n@id("a")\n{LOOKUP}{padding}@id("b")\n{LOOKUP}bad(\n'
+        assert _load_error(text).startswith("test.cedar:7:")

@@ -46,12 +46,13 @@ def parse_verdict(text: str) -> tuple[str, list[str]] | None:
         data = json.loads(match.group(0))
     except json.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or data.get("verdict") not in _VERDICTS:
-        return None
+    verdict = data.get("verdict") if isinstance(data, dict) else None
+    if not isinstance(verdict, str) or verdict not in _VERDICTS:
+        return None  # a list or an object would not even hash: no verdict, not a crash
     reasons = data.get("reasons", [])
     if not isinstance(reasons, list):
         reasons = [str(reasons)]
-    return str(data["verdict"]), [str(r)[:300] for r in reasons[:5]]
+    return verdict, [str(r)[:300] for r in reasons[:5]]
 
 
 def _proposal(call: Call) -> str:
