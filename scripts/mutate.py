@@ -61,7 +61,12 @@ TESTS: dict[str, tuple[str, ...]] = {
     # Controls: kill switches, revocation and cancellation seen at the next call
     "src/charter/gate/_controls.py": (*_GATE, "test_engine.py", "test_identity.py"),
     # Executor: retries, timeouts, output validation
-    "src/charter/gate/_execute.py": (*_GATE, "test_engine.py", "test_telemetry.py"),
+    "src/charter/gate/_execute.py": (
+        *_GATE,
+        "test_cache.py",
+        "test_engine.py",
+        "test_telemetry.py",
+    ),
     # rate_rule, budget_caps, check_rate_limit, check_budget
     "src/charter/gate/_limits.py": (*_GATE, "test_limits.py", "test_cache.py"),
     # Gate.decide/submit/complete: every end-to-end run

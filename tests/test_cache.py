@@ -466,6 +466,7 @@ class TestReadTools:
             (0, 0),
             (0, 0),
         ]
+        assert [c["latency_ms"] for c in completed[1:]] == [0, 0]  # no tool ran
         hit = _events(store, second.run_id, "gate.decided")[0]
         assert hit["decision"] == "allowed"
         assert _check(hit, "budget")["detail"]["estimate_usd"] == 0

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _factories import RawDb, Receipt
-from charter import Agent
+from charter import Agent, Facts
 from charter._events import ToolCallSpec
 from charter._identity import create_agent_identity, create_human
 from charter.exceptions import ContractError, RateLimited, ToolError
@@ -43,10 +43,13 @@ from charter.gate._validate import (
     OVERSIZED,
     bounded_calls,
     check_input_size,
+    check_schema,
+    check_verifiers,
     within_limit,
 )
 from charter.gate._verifier import check_verifier, parse_verdict
 from charter.models import Message, ScriptedModel, ScriptedTurn
+from charter.store import KillSwitch
 from charter.store._limits import Cap, Reserve
 
 if TYPE_CHECKING:
@@ -738,3 +741,134 @@ class TestVerifierStage:
     def test_other_tools_are_not_judged(self, agent):
         result = check_verifier(_granted(agent, "record_write"))
         assert (result.outcome, result.reason) == ("pass", "not a sensitive tool")
+
+
+def test_retries_back_off_from_a_fifth_of_a_second_by_default(agent, toolset):
+    sleeps: list[float] = []
+    executor = Executor(sleep=sleeps.append)
+    try:
+        toolset.flaky_failures = 2
+        call = _granted(agent, "flaky")
+        assert executor.execute(call, default_timeout_s=5).attempts == 3
+    finally:
+        executor.close()
+    assert sleeps == [0.2, 0.4]
+
+
+class TestControls:
+    """The per-process view of kill switches and identities, one version at a time."""
+
+    def test_the_view_is_of_the_stores_current_version(self, store):
+        controls = Controls(store)
+        controls.refresh()
+        assert controls.version == store.control_version()
+        store.engage_kill_switch(
+            KillSwitch(tenant_id="acme", reason="incident", created_by="sre", created_at="now")
+        )
+        assert controls.engaged(agent="a", workflow="w", tenant_id="acme", tool="t") is None
+        controls.refresh()
+        assert controls.version == store.control_version()
+        switch = controls.engaged(agent="a", workflow="w", tenant_id="acme", tool="t")
+        assert switch is not None
+        assert switch.reason == "incident"
+        assert controls.engaged(agent="a", workflow="w", tenant_id="globex", tool="t") is None
+
+    def test_a_version_handed_in_is_trusted_without_a_read(self, store):
+        """The gate reads the version once per call and passes it on."""
+        controls = Controls(store)
+        controls.refresh(7)
+        assert controls.version == 7
+        controls.refresh(7)
+        assert controls.version == 7
+
+    def test_identities_are_read_once_per_version(self, store):
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        controls = Controls(store)
+        controls.refresh()
+        first = controls.identity(issued.identity.id)
+        assert first is not None
+        assert first.revoked_at is None
+        assert controls.identity("agt_none") is None
+        store.revoke_identity(issued.identity.id, actor="ada", reason="leaked")
+        assert controls.identity(issued.identity.id) is first  # cached until the version moves
+        controls.refresh()
+        again = controls.identity(issued.identity.id)
+        assert again is not None
+        assert again.revoked_at is not None
+
+
+class TestSchemaAndVerifiers:
+    """`record_write` is bounded (amount 1..100) and allow-listed (label a or b)."""
+
+    def _checked(self, agent: Agent, tool: str = "record_write", **arguments: Any) -> CheckResult:
+        call = _granted(agent, tool)
+        call.spec = call.spec.model_copy(update={"arguments": {"item": "x", **arguments}})
+        schema = check_schema(call)
+        if schema.outcome != "pass":
+            return schema
+        call.facts = call.tool.facts(call.args, call.context()) if call.tool.facts else None
+        return check_verifiers(call)
+
+    def test_arguments_the_input_model_refuses_are_denied_field_by_field(self, agent):
+        call = _granted(agent, "record_write")
+        call.spec = call.spec.model_copy(update={"arguments": {"amount": "many"}})
+        result = check_schema(call)
+        assert (result.outcome, result.source) == ("deny", "tool:record_write.input")
+        assert result.reason == (
+            "arguments do not match ItemIn: amount: Input should be a valid integer, unable to "
+            "parse string as an integer"
+        )
+
+    @pytest.mark.parametrize(
+        ("amount", "outcome"), [(1, "pass"), (100, "pass"), (0, "deny"), (101, "deny")]
+    )
+    def test_bounds_are_inclusive(self, agent, amount, outcome):
+        result = self._checked(agent, amount=amount)
+        assert result.outcome == outcome
+        if outcome == "deny":
+            assert result.reason == f"amount={amount} is outside [1.0, 100.0]"
+            assert result.source == "contract:tools.record_write.bounds.amount"
+
+    def test_a_value_outside_the_allow_list_is_denied(self, agent):
+        result = self._checked(agent, label="c")
+        assert (result.outcome, result.reason) == ("deny", "label='c' is not in the allow-list")
+        assert result.source == "contract:tools.record_write.allow.label"
+        passed = self._checked(agent, label="b")
+        assert (passed.outcome, passed.reason) == ("pass", "2 verifier(s) passed")
+
+    def test_a_bounded_field_that_is_not_a_number_is_denied(
+        self, make_contract, toolset, contract_data
+    ):
+        data = {**contract_data, "tools": {**contract_data["tools"]}}
+        data["tools"]["flaky"] = {"effect": "write", "bounds": {"label": {"max": 5}}}
+        agent = Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel([]))
+        result = self._checked(agent, "flaky")
+        assert (result.outcome, result.reason) == ("deny", "label is bounded but not numeric")
+
+    def test_a_write_without_an_idempotency_key_is_denied(self, agent):
+        call = _granted(agent, "flaky")
+        call.idempotency_key = ""
+        call.facts = Facts(resource_type="Item", resource_id="x")
+        result = check_verifiers(call)
+        assert (result.outcome, result.source) == ("deny", "tool:flaky.idempotent")
+        assert result.reason == "a write without an idempotency key"
+        read = _granted(agent, "read_notes")  # a read need not be idempotent, nor keyed
+        read.facts = Facts(resource_type="Item", resource_id="x")
+        read.idempotency_key = ""
+        assert not read.tool.idempotent
+        assert check_verifiers(read).outcome == "pass"
+
+    def test_a_tools_own_verifier_denies_with_its_name(self, agent):
+        def under_ten(args: Any, facts: Any) -> str | None:
+            return None if args.amount < 10 else "amount must stay under 10"
+
+        call = _granted(agent, "flaky")
+        call.facts = Facts(resource_type="Item", resource_id="x")
+        call.tool = dataclasses.replace(call.tool, verifiers=(under_ten,))
+        assert check_verifiers(call).reason == "1 verifier(s) passed"
+        call.args = call.tool.input_model(item="x", amount=10)
+        result = check_verifiers(call)
+        assert (result.outcome, result.reason) == ("deny", "amount must stay under 10")
+        assert result.source == "tool:flaky.verifier:under_ten"
