@@ -26,10 +26,16 @@ from charter._contract import load_contract
 from charter._identity import create_agent_identity, create_human
 from charter._time import utcnow
 from charter.engine import Worker, Workflow, agent_loop, replay_run
-from charter.exceptions import BudgetExceeded, ContractError, LeaseLost, ModelError
+from charter.exceptions import (
+    BudgetExceeded,
+    ContractError,
+    LeaseLost,
+    ModelError,
+    RateLimited,
+)
 from charter.gate import Executor
 from charter.models import ScriptedModel, ScriptedTurn
-from charter.store import Cap, ReleaseRun, Reserve, Settle, SqlStore, open_store
+from charter.store import Cap, ReleaseRun, Reserve, Settle, SqlStore, TakeToken, open_store
 from charter.store._lease import new_owner
 from limits_app import CONTRACT_ENV, EFFECTS_FILE, WORKERS_ENV, stamp_workflow
 
@@ -876,3 +882,147 @@ class TestContractValidation:
         with pytest.raises(ContractError, match=re.escape(names)) as raised:
             load_contract(path)
         assert str(path.name) in str(raised.value)
+
+
+# --- the shared limits' arithmetic, at its edges ----------------------------------------------
+DAY = "2026-06-01"
+
+
+class TestCapsAtTheirEdges:
+    """Charges appended straight to the store, with caps of a day of their own."""
+
+    @pytest.fixture
+    def charge(self, store: SqlStore) -> Callable[..., None]:
+        store.start_run("run_e", started_event())
+
+        def charge(*charges: Any) -> None:
+            store.append("run_e", [], charges=list(charges))
+
+        return charge
+
+    def _reserve(self, step: int, amount: float, *caps: Cap, enforce: bool = True) -> Reserve:
+        caps = caps or (Cap(scope="workflow:testing", day=DAY, cap_usd=0.05),)
+        return Reserve(run_id="run_e", step=step, amount_usd=amount, caps=caps, enforce=enforce)
+
+    def _held(self, store: SqlStore, scope: str = "workflow:testing") -> list[tuple[float, float]]:
+        return [(r.spent_usd, r.reserved_usd) for r in store.spend(scope=scope, day=DAY)]
+
+    def test_a_reservation_that_reaches_the_cap_exactly_fits(self, store, charge):
+        charge(self._reserve(2, 0.02))
+        charge(self._reserve(4, 0.03))
+        assert self._held(store) == [(0.0, 0.05)]
+
+    def test_a_reservation_one_micro_dollar_over_does_not(self, store, charge):
+        charge(self._reserve(2, 0.02))
+        with pytest.raises(BudgetExceeded) as raised:
+            charge(self._reserve(4, 0.030001))
+        assert raised.value.message == (
+            f"workflow:testing has $0.02 of its $0.05 cap for {DAY} spent or reserved; "
+            "$0.030001 more does not fit"
+        )
+        assert (raised.value.cap_usd, raised.value.committed_usd) == (0.05, 0.02)
+        assert self._held(store) == [(0.0, 0.02)]
+
+    def test_a_reservation_alone_over_the_cap_never_makes_a_row(self, store, charge):
+        with pytest.raises(BudgetExceeded) as raised:
+            charge(self._reserve(2, 0.06))
+        assert raised.value.committed_usd == 0
+        assert self._held(store) == []
+
+    def test_a_step_reserved_again_replaces_its_reservation(self, store, charge):
+        """A call judged anew (after an approval) holds its new estimate, not both."""
+        charge(self._reserve(2, 0.01))
+        charge(self._reserve(2, 0.03))
+        assert self._held(store) == [(0.0, 0.03)]
+
+    def test_settling_moves_the_reservation_to_spent_at_the_real_cost(self, store, charge):
+        reserved = self._reserve(2, 0.03)
+        charge(reserved, self._reserve(4, 0.01))
+        charge(Settle(run_id="run_e", step=2, cost_usd=0.025, reserved=reserved))
+        assert self._held(store) == [(0.025, 0.01)]
+        charge(Settle(run_id="run_e", step=4, cost_usd=0.002))  # read back, as after a crash
+        assert self._held(store) == [(0.027, 0.0)]
+
+    def test_settling_a_step_that_reserved_nothing_changes_nothing(self, store, charge):
+        charge(self._reserve(2, 0.01))
+        charge(Settle(run_id="run_e", step=9, cost_usd=0.5))
+        charge(Settle(run_id="run_e", step=8, cost_usd=0.5, reserved=self._reserve(8, 0.01)))
+        assert self._held(store) == [(0.0, 0.01)]
+
+    def test_a_settlement_past_the_cap_is_recorded(self, store, charge):
+        """The money is spent: the ledger says so, whatever the cap."""
+        charge(self._reserve(2, 0.01))
+        charge(Settle(run_id="run_e", step=2, cost_usd=0.5))
+        assert self._held(store) == [(0.5, 0.0)]
+
+    def test_an_approved_reservation_counts_past_the_cap(self, store, charge):
+        charge(self._reserve(2, 0.04))
+        charge(self._reserve(4, 0.04, enforce=False))
+        assert self._held(store) == [(0.0, 0.08)]
+
+    def test_every_cap_must_fit_and_the_refusal_names_the_one_that_did_not(self, store, charge):
+        tenant = Cap(scope="tenant:acme", day=DAY, cap_usd=0.02)
+        workflow = Cap(scope="workflow:testing", day=DAY, cap_usd=1.0)
+        charge(self._reserve(2, 0.015, workflow, tenant))
+        with pytest.raises(BudgetExceeded) as raised:
+            charge(self._reserve(4, 0.01, workflow, tenant))
+        assert raised.value.scope == "tenant:acme"
+        assert self._held(store, "tenant:acme") == [(0.0, 0.015)]
+        assert self._held(store) == [(0.0, 0.015)]
+
+    def test_releasing_a_run_gives_back_only_what_it_holds(self, store, charge):
+        charge(self._reserve(2, 0.01), self._reserve(4, 0.02))
+        charge(Settle(run_id="run_e", step=2, cost_usd=0.01))
+        charge(ReleaseRun(run_id="run_e"))
+        assert self._held(store) == [(0.01, 0.0)]
+
+
+class TestBucketsAtTheirEdges:
+    """A bucket of 2 tokens refilled at one a second, on a clock the test sets."""
+
+    @pytest.fixture
+    def take(self, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+        store.start_run("run_b", started_event())
+        now = [1000.0]
+        monkeypatch.setattr(store, "_clock", lambda db: now[0])
+
+        def take(at: float, key: str = "w/acme/t") -> None:
+            now[0] = at
+            store.append("run_b", [], charges=[TakeToken(key=key, per_second=1.0, capacity=2.0)])
+
+        return take
+
+    def _refused(self, take: Callable[..., None], at: float) -> float:
+        with pytest.raises(RateLimited) as raised:
+            take(at)
+        assert raised.value.scope == "w/acme/t"
+        return raised.value.retry_after_s
+
+    def test_a_full_bucket_gives_its_capacity_then_says_when(self, take):
+        take(1000.0)
+        take(1000.0)
+        assert self._refused(take, 1000.0) == 1.0
+        assert self._refused(take, 1000.25) == 0.75
+
+    def test_tokens_come_back_at_the_rate(self, take):
+        take(1000.0)
+        take(1000.0)
+        take(1001.0)
+        assert self._refused(take, 1001.5) == 0.5
+
+    def test_an_idle_bucket_refills_to_its_capacity_and_no_more(self, take):
+        take(1000.0)
+        take(5000.0)
+        take(5000.0)
+        assert self._refused(take, 5000.0) == 1.0
+
+    def test_a_clock_that_goes_back_refills_nothing(self, take):
+        take(1000.0)
+        take(1000.0)
+        assert self._refused(take, 990.0) == 1.0
+
+    def test_each_key_has_its_own_bucket(self, take):
+        take(1000.0)
+        take(1000.0)
+        take(1000.0, key="w/globex/t")
+        assert self._refused(take, 1000.0) == 1.0

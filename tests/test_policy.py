@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -433,3 +434,83 @@ class TestParseErrorLines:
         padding = "// " + "x" * 200 + "\n"
         text = f'// bad(\n@id("a")\n{LOOKUP}{padding}@id("b")\n{LOOKUP}bad(\n'
         assert _load_error(text).startswith("test.cedar:7:")
+
+
+class TestCaseResults:
+    """What `charter policy test` reports for each row, on policies of the test's own."""
+
+    def _run(self, tmp_path: Path, **case: Any) -> Any:
+        (tmp_path / "p.cedar").write_text(TestSeveralGates.POLICIES)
+        (tmp_path / "s.cedarschema").write_text(SCHEMA)
+        row = {
+            "name": "a refund",
+            "principal": {"agent": "a", "workflow": "w", "tenant": "acme"},
+            "action": "refund",
+            "resource": {"type": "Charge", "id": "ch_1", "tenant": "acme"},
+            "context": {"amount_minor": 500},
+            **case,
+        }
+        table = {
+            "policies": "p.cedar",
+            "schema": "s.cedarschema",
+            "defaults": {"approvals_granted": 0, "hour_utc": 9, "weekday": 1, "amount_minor": 1},
+            "cases": [row],
+        }
+        (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
+        (result,) = run_cases(*load_cases(tmp_path / "cases.yaml"))
+        return result
+
+    def test_the_tier_asked_for_must_be_the_one_expected(self, tmp_path):
+        held = self._run(tmp_path, expect="approval", tier="finance")
+        assert (held.ok, held.expected, held.got) == (
+            True,
+            "approval (finance)",
+            "approval (finance)",
+        )
+        assert held.policy_ids == ("a-finance",)
+        assert held.reason == "held by a-finance: needs approval (finance)"
+        wrong = self._run(tmp_path, expect="approval", tier="board")
+        assert (wrong.ok, wrong.expected, wrong.got) == (
+            False,
+            "approval (board)",
+            "approval (finance)",
+        )
+
+    def test_an_approval_expected_without_a_tier_matches_any(self, tmp_path):
+        assert self._run(tmp_path, expect="approval").ok
+
+    def test_a_case_context_overrides_the_defaults(self, tmp_path):
+        """The defaults say amount 1 (allowed); the row's 500 is what is judged."""
+        assert not self._run(tmp_path, expect="allow").ok
+        allowed = self._run(tmp_path, expect="allow", context={})
+        assert (allowed.ok, allowed.got, allowed.policy_ids) == (True, "allow", ("refunds",))
+
+    def test_the_determining_policies_must_be_exactly_those_named(self, tmp_path):
+        assert self._run(tmp_path, expect="approval", policies=["a-finance"]).ok
+        assert not self._run(tmp_path, expect="approval", policies=["a-finance", "b-board"]).ok
+        assert not self._run(tmp_path, expect="approval", policies=[]).ok
+
+    def test_a_table_naming_a_contract_asks_for_the_gates_tier(self, tmp_path):
+        """Through a contract, the strictest tier applies, as at the gate."""
+        (tmp_path / "p.cedar").write_text(TestSeveralGates.POLICIES)
+        (tmp_path / "s.cedarschema").write_text(SCHEMA)
+        contract = yaml.safe_load((BILLING / "contract.yaml").read_text())
+        contract["policy"] = {"policies": "p.cedar", "schema": "s.cedarschema"}
+        contract["approval_tiers"] = {
+            "finance": {"approvers": 1, "expires_after": "1h"},
+            "board": {"approvers": 3, "expires_after": "1h"},
+        }
+        (tmp_path / "contract.yaml").write_text(yaml.safe_dump(contract))
+        row = {
+            "name": "a big refund",
+            "principal": {"agent": "a", "workflow": "w", "tenant": "acme"},
+            "action": "refund",
+            "resource": {"type": "Charge", "id": "ch_1", "tenant": "acme"},
+            "context": {"amount_minor": 5000, "approvals_granted": 0, "hour_utc": 9, "weekday": 1},
+            "expect": "approval",
+            "tier": "board",
+        }
+        table = {"contract": "contract.yaml", "cases": [row]}
+        (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
+        (result,) = run_cases(*load_cases(tmp_path / "cases.yaml"))
+        assert (result.ok, result.got) == (True, "approval (board)")

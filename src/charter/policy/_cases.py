@@ -101,10 +101,13 @@ def load_cases(
         problems = "; ".join(describe_error(e) for e in exc.errors())
         raise PolicyTestError(f"{file}: not a policy test table: {problems}") from exc
     allowed = (file.resolve().parent, *(Path(root).resolve() for root in roots))
+    approvers: dict[str, int] | None = None
     if table.contract is not None:
         contract = load_contract(_confined(file, "contract", table.contract, allowed), roots=roots)
         policies = contract.resolve(contract.policy.policies, key="policy.policies")
         schema = contract.resolve(contract.policy.schema_file, key="policy.schema")
+        # The gate's strictest-tier rule, so a table expects the tier the gate will ask for.
+        approvers = {name: tier.approvers for name, tier in contract.approval_tiers.items()}
     elif table.policies and table.schema_file:
         policies = _confined(file, "policies", table.policies, allowed)
         schema = _confined(file, "schema", table.schema_file, allowed)
@@ -112,7 +115,7 @@ def load_cases(
         raise PolicyTestError(
             f"{file}: name the policy set with 'contract:' or with both 'policies:' and 'schema:'"
         )
-    return table, CedarPolicy.from_files(policies=policies, schema=schema)
+    return table, CedarPolicy.from_files(policies=policies, schema=schema, approvers=approvers)
 
 
 def _confined(file: Path, key: str, named: str, allowed: tuple[Path, ...]) -> Path:
