@@ -392,6 +392,20 @@ class TestInputSize:
             OVERSIZED: {"limit_bytes": fits_in - 1, "at_least_bytes": fits_in}
         }
 
+    @pytest.mark.parametrize(
+        ("arguments", "at_least"),
+        [
+            ({"a": "xyz"}, 12),  # its letters just fit what is left: weighed whole
+            ({"a": "wxyz"}, 11),  # more letters than what is left: refused on its length alone
+        ],
+    )
+    def test_a_string_is_refused_before_it_is_weighed_only_when_its_length_is_over(
+        self, arguments, at_least
+    ):
+        assert within_limit(arguments, 10) == {
+            OVERSIZED: {"limit_bytes": 10, "at_least_bytes": at_least}
+        }
+
     @settings(max_examples=300, deadline=None)
     @given(JSON)
     def test_arguments_are_never_weighed_lighter_than_their_json(self, value):
