@@ -40,12 +40,14 @@ from bench._report import CHARTER_DIR, REPORT, machine, percentile, where, write
 from charter._agent import Agent
 from charter._events import CheckName, ToolCallSpec
 from charter._identity import create_agent_identity
+from charter._time import utcnow
 from charter._tools import Facts, Tool, ToolContext
 from charter.examples import BILLING, payments_tools, support_tools
 from charter.gate import Call, Controls, Gate, RunState, idempotency_key
 from charter.models import ScriptedModel
 from charter.policy import CedarPolicy, PolicyRequest, build_request
 from charter.policy._cedar import _to_cedar
+from charter.privacy import Vault
 from charter.sandbox import PaymentsSandbox, SupportSandbox
 from charter.store import SqliteStore
 
@@ -168,7 +170,7 @@ def fixture() -> Iterator[Fixture]:
         cedar_request, entities = _to_cedar(request)
         policy_text = (BILLING / "policies.cedar").read_text(encoding="utf-8")
         schema_text = (BILLING / "schema.cedarschema").read_text(encoding="utf-8")
-        gate = Gate(store)
+        gate = Gate(store, clock=utcnow, vault=Vault.for_store(store))
         try:
             yield Fixture(
                 store=store,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,6 @@ from charter.gate._limits import budget_caps, check_budget, check_rate_limit, ra
 from charter.gate._policy import check_policy
 from charter.gate._validate import check_input_size, check_schema, check_verifiers, within_limit
 from charter.gate._verifier import check_verifier
-from charter.privacy import Redactor, Vault
 from charter.store import Reserve, Settle, micros, usd
 
 if TYPE_CHECKING:
@@ -57,16 +56,13 @@ if TYPE_CHECKING:
     from charter._telemetry import ToolSpan
     from charter.exceptions import LimitReached, ToolError
     from charter.models import ModelResponse
+    from charter.privacy import Redactor, Vault
     from charter.store import Charge, Store
 
 __all__ = ["Gate", "Stage"]
 
 Stage = Callable[[Call], CheckResult]
 """A decision stage: reads the call, may fill in what it learned, returns its check."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Gate:
@@ -76,16 +72,20 @@ class Gate:
         self,
         store: Store,
         *,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime],
+        vault: Vault,
         executor: Executor | None = None,
-        vault: Vault | None = None,
         sleep: Callable[[float], None] = time.sleep,
         telemetry: Telemetry | None = None,
     ) -> None:
-        """Build the pipeline. `clock` feeds the policy's time-window context."""
+        """Build the pipeline, with the plane's clock and vault.
+
+        `clock` feeds the policy's time-window context; `vault` seals raw payloads and cached
+        answers.
+        """
         self._store = store
         self._clock = clock
-        self._vault = vault or Vault.for_store(store, clock=clock)
+        self._vault = vault
         self.telemetry = telemetry or Telemetry()
         """Where steps' spans and metrics go."""
         self.controls = Controls(store)
