@@ -5,6 +5,7 @@ Every scenario checks that the run's log still verifies (see the `run` fixture).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -97,6 +98,19 @@ class TestAllowed:
         record = store.get_run(result.run_id)
         assert (record.status, record.outcome) == ("completed", "resolved")
         assert record.cost_usd == pytest.approx(0.01)
+
+
+def test_each_check_records_how_long_it_took(build, plane, cred, store):
+    """In microseconds, each at most the whole run's time."""
+    started = time.perf_counter()
+    result = plane.run(
+        build(call("record_write", item="x")), credential=cred.token, tenant_id="acme", task="t"
+    )
+    elapsed_us = (time.perf_counter() - started) * 1_000_000
+    (decided,) = [e.payload for e in store.events(result.run_id) if e.kind == "gate.decided"]
+    durations = [c["duration_us"] for c in decided["checks"]]
+    assert len(durations) == len(STAGES)
+    assert all(0 <= d <= elapsed_us for d in durations)
 
 
 class TestDenied:

@@ -835,6 +835,14 @@ class TestSchemaAndVerifiers:
             "parse string as an integer"
         )
 
+    def test_a_number_a_model_wrote_as_text_is_read_as_the_number(self, agent):
+        """Models write `"5"` for 5; the input model reads it (and the bounds judge 5)."""
+        call = _granted(agent, "record_write")
+        call.spec = call.spec.model_copy(update={"arguments": {"item": "x", "amount": "5"}})
+        assert check_schema(call).outcome == "pass"
+        assert call.args is not None
+        assert call.args.amount == 5
+
     @pytest.mark.parametrize(
         ("amount", "outcome"), [(1, "pass"), (100, "pass"), (0, "deny"), (101, "deny")]
     )

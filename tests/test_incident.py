@@ -1250,3 +1250,33 @@ class TestRouting:
                 model=ScriptedModel([]),
                 small_model=small,
             )
+
+
+def test_a_kill_switch_engaged_mid_run_stops_the_next_call_before_the_verifier_is_paid(
+    plane, cred, make_contract, contract_data, toolset, store
+):
+    """Every call reads the control version first: a switch engaged between two calls denies
+    the second at kill_switch, and the verifier is asked about the first only."""
+    seen: list[list[Message]] = []
+    data = contract_data
+    data["approval_tiers"]["risk"] = {"approvers": 2, "expires_after": "1h"}
+    data["verifier"] = VERIFIER
+    turns = iter([call("record_write", item="one"), call("record_write", item="two")])
+
+    def script(messages: list[Message]) -> ScriptedTurn:
+        if len(seen) == 1 and not store.kill_switches():
+            store.engage_kill_switch(_switch(tool="record_write"))
+        return next(turns, ScriptedTurn.say("done"))
+
+    agent = Agent.load(
+        make_contract(data),
+        tools=toolset.tools,
+        model=ScriptedModel(script),
+        verifier=_judge(_verdict("approve"), seen),
+    )
+    result = _run(plane, cred, agent)
+    assert len(seen) == 1
+    assert toolset.effects == [("record_write", idempotency_key(result.run_id, 2))]
+    decided = _events(store, result.run_id, "gate.decided")
+    assert [d["decision"] for d in decided][-1] == "denied"
+    assert decided[-1]["checks"][-1]["check"] == "kill_switch"
