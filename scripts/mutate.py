@@ -66,11 +66,11 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_cache.py",
         "test_engine.py",
         "test_telemetry.py",
+        "test_gate_stages.py",  # mostly the stages alone; the gate driven without the engine
     ),
     # rate_rule, budget_caps, check_rate_limit, check_budget
     "src/charter/gate/_limits.py": (*_GATE, "test_limits.py", "test_cache.py"),
     # Gate.decide/submit/complete: every end-to-end run
-    # (test_gate_stages.py calls the stages alone, never the pipeline)
     "src/charter/gate/_pipeline.py": (
         "test_gate.py",
         "test_approvals.py",
@@ -80,6 +80,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_security_input.py",
         "test_engine.py",
         "test_telemetry.py",
+        "test_gate_stages.py",  # mostly the stages alone; the gate driven without the engine
     ),
     # check_policy: facts, Cedar request, policy ids
     "src/charter/gate/_policy.py": (*_GATE, "test_security_input.py"),

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _factories import RawDb, Receipt
+from _factories import RawDb, Receipt, started_event
 from charter import Agent, Facts
 from charter._events import ToolCallSpec
 from charter._identity import create_agent_identity, create_human
@@ -29,6 +29,7 @@ from charter.gate import (
     Call,
     Controls,
     Executor,
+    Gate,
     RunState,
     idempotency_key,
     input_hash,
@@ -49,6 +50,7 @@ from charter.gate._validate import (
 )
 from charter.gate._verifier import check_verifier, parse_verdict
 from charter.models import Message, ScriptedModel, ScriptedTurn
+from charter.privacy import Vault
 from charter.store import KillSwitch
 from charter.store._limits import Cap, Reserve
 
@@ -894,3 +896,94 @@ class TestSchemaAndVerifiers:
         result = check_verifiers(call)
         assert (result.outcome, result.reason) == ("deny", "amount must stay under 10")
         assert result.source == "tool:flaky.verifier:under_ten"
+
+
+class TestGateAlone:
+    """`Gate.submit` driven without the engine, which otherwise bounds arguments and reads the
+    controls first: the gate holds its guarantees by itself."""
+
+    @pytest.fixture
+    def gate(self, store) -> Iterator[Gate]:
+        opened = Gate(store, clock=lambda: DAY, vault=Vault.for_store(store))
+        yield opened
+        opened.close()
+
+    def _run(self, store, make_contract, toolset, data) -> RunState:
+        agent = Agent.load(make_contract(data), tools=toolset.tools, model=ScriptedModel([]))
+        issued = create_agent_identity(
+            store, agent="test-agent", workflow="testing", tenant_id="acme"
+        )
+        store.start_run("run_g", started_event())
+        return RunState(
+            run_id="run_g", agent=agent, tenant_id="acme", principal_id=issued.identity.id
+        )
+
+    def test_oversized_arguments_are_replaced_and_denied(
+        self, gate, store, make_contract, toolset, contract_data
+    ):
+        run = self._run(store, make_contract, toolset, {**contract_data, "max_argument_bytes": 64})
+        spec = ToolCallSpec(call_id="c1", tool="record_write", arguments={"item": "x" * 1000})
+        denied = gate.submit(run, spec, step=2)
+        assert (denied.kind, denied.check) == ("denied", "input_size")
+        (proposed,) = [e.payload for e in store.events("run_g") if e.kind == "tool.proposed"]
+        assert proposed["arguments"] == {OVERSIZED: {"limit_bytes": 64, "at_least_bytes": 1010}}
+        assert toolset.effects == []
+
+    def test_a_call_waits_for_its_token_up_to_max_wait_exactly(
+        self, gate, store, make_contract, toolset, contract_data, monkeypatch
+    ):
+        limits = [{"tool": "record_write", "rate": "1/s", "on_limit": "wait", "max_wait": "1s"}]
+        run = self._run(store, make_contract, toolset, {**contract_data, "rate_limits": limits})
+        now = [1000.0]
+        slept: list[float] = []
+        monkeypatch.setattr(store, "_clock", lambda db: now[0])
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            now[0] += seconds
+
+        gate.sleep = sleep
+        spec = ToolCallSpec(call_id="c1", tool="record_write", arguments={"item": "x"})
+        assert gate.submit(run, spec, step=2).kind == "allowed"
+        again = gate.submit(run, spec.model_copy(update={"call_id": "c2"}), step=4)
+        assert again.kind == "allowed"
+        assert slept == [1.0]
+
+
+def test_the_gate_alone_reads_the_controls_before_judging_each_call(
+    store, make_contract, toolset, contract_data
+):
+    """Driven without the engine (which reads them before any work), `Gate.submit` still
+    judges each call under the current controls: a switch engaged since the last call denies
+    it before the verifier is asked."""
+    asked: list[object] = []
+
+    def judge(messages: list[Message]) -> ScriptedTurn:
+        asked.append(messages)
+        return ScriptedTurn.say('{"verdict": "approve"}')
+
+    data = {
+        **contract_data,
+        "verifier": {"tools": ["record_write"], "model": "scripted:judge", "tier": "ops"},
+    }
+    agent = Agent.load(
+        make_contract(data),
+        tools=toolset.tools,
+        model=ScriptedModel([]),
+        verifier=ScriptedModel(judge, name="judge"),
+    )
+    issued = create_agent_identity(store, agent="test-agent", workflow="testing", tenant_id="acme")
+    store.start_run("run_g", started_event())
+    run = RunState(run_id="run_g", agent=agent, tenant_id="acme", principal_id=issued.identity.id)
+    gate = Gate(store, clock=lambda: DAY, vault=Vault.for_store(store))
+    try:
+        spec = ToolCallSpec(call_id="c1", tool="record_write", arguments={"item": "x"})
+        assert gate.submit(run, spec, step=2).kind == "allowed"
+        store.engage_kill_switch(
+            KillSwitch(tool="record_write", reason="incident", created_by="sre", created_at="now")
+        )
+        denied = gate.submit(run, spec.model_copy(update={"call_id": "c2"}), step=4)
+    finally:
+        gate.close()
+    assert (denied.kind, denied.check) == ("denied", "kill_switch")
+    assert len(asked) == 1
