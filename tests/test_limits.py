@@ -35,7 +35,16 @@ from charter.exceptions import (
 )
 from charter.gate import Executor
 from charter.models import ScriptedModel, ScriptedTurn
-from charter.store import Cap, ReleaseRun, Reserve, Settle, SqlStore, TakeToken, open_store
+from charter.store import (
+    Cap,
+    ReleaseRun,
+    Reserve,
+    Settle,
+    SqlStore,
+    TakeToken,
+    micros,
+    open_store,
+)
 from charter.store._lease import new_owner
 from limits_app import CONTRACT_ENV, EFFECTS_FILE, WORKERS_ENV, stamp_workflow
 
@@ -1026,3 +1035,27 @@ class TestBucketsAtTheirEdges:
         take(1000.0)
         take(1000.0, key="w/globex/t")
         assert self._refused(take, 1000.0) == 1.0
+
+
+def test_amounts_are_charged_in_whole_micro_dollars_rounded_up():
+    """Float noise below a millionth of a micro-dollar is not a micro-dollar; any fraction the
+    amount really has is one more, so no cap is passed by rounding down."""
+    assert micros(0.07) == 70_000  # 0.07 * 1e6 is 70000.00000000001 in floating point
+    assert micros(0.0000010000004) == 1
+    assert micros(0.0000014) == 2
+    assert micros(0.0) == 0
+
+
+def test_a_days_spend_reads_as_json(store):
+    store.start_run("run_j", started_event())
+    cap = Cap(scope="tenant:acme", day=DAY, cap_usd=1.0)
+    store.append(
+        "run_j", [], charges=[Reserve(run_id="run_j", step=2, amount_usd=0.25, caps=(cap,))]
+    )
+    (record,) = store.spend(scope="tenant:acme", day=DAY)
+    assert record.to_dict() == {
+        "scope": "tenant:acme",
+        "day": DAY,
+        "spent_usd": 0.0,
+        "reserved_usd": 0.25,
+    }
