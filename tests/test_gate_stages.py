@@ -52,7 +52,7 @@ from charter.gate._verifier import check_verifier, parse_verdict
 from charter.models import Message, ScriptedModel, ScriptedTurn
 from charter.privacy import Vault
 from charter.store import KillSwitch
-from charter.store._limits import Cap, Reserve
+from charter.store._limits import Cap, Reserve, TakeToken
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -948,6 +948,31 @@ class TestGateAlone:
         again = gate.submit(run, spec.model_copy(update={"call_id": "c2"}), step=4)
         assert again.kind == "allowed"
         assert slept == [1.0]
+
+    def test_the_waits_of_one_call_add_up_to_max_wait(
+        self, gate, store, make_contract, toolset, contract_data, monkeypatch
+    ):
+        """Another worker takes each token as it comes: after a minute's wait the call would
+        wait a minute more, past its 90 s, so it is denied then."""
+        limits = [{"tool": "record_write", "rate": "1/m", "on_limit": "wait", "max_wait": "90s"}]
+        run = self._run(store, make_contract, toolset, {**contract_data, "rate_limits": limits})
+        now = [1000.0]
+        slept: list[float] = []
+        monkeypatch.setattr(store, "_clock", lambda db: now[0])
+        store.start_run("run_other", started_event())
+        bucket = TakeToken(key="testing/acme/record_write", per_second=1 / 60, capacity=1.0)
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            now[0] += seconds
+            store.append("run_other", [], charges=[bucket])  # the other worker is first
+
+        gate.sleep = sleep
+        spec = ToolCallSpec(call_id="c1", tool="record_write", arguments={"item": "x"})
+        assert gate.submit(run, spec, step=2).kind == "allowed"
+        again = gate.submit(run, spec.model_copy(update={"call_id": "c2"}), step=4)
+        assert (again.kind, again.check) == ("denied", "rate_limit")
+        assert slept == [pytest.approx(60.0)]
 
 
 def test_the_gate_alone_reads_the_controls_before_judging_each_call(

@@ -1280,3 +1280,18 @@ def test_a_kill_switch_engaged_mid_run_stops_the_next_call_before_the_verifier_i
     decided = _events(store, result.run_id, "gate.decided")
     assert [d["decision"] for d in decided][-1] == "denied"
     assert decided[-1]["checks"][-1]["check"] == "kill_switch"
+
+
+def test_what_the_verifier_costs_counts_against_the_run_budget(plane, cred, verified, toolset):
+    """Two $0.01 writes under a $0.035 budget: the first one's verdict ($0.018) leaves too
+    little for the second, which is denied at budget."""
+    agent = verified(
+        call("record_write", item="one"),
+        call("record_write", item="two"),
+        answer=_verdict("approve"),
+        budget={"per_run_usd": 0.035},
+    )
+    result = _run(plane, cred, agent)
+    decisions = [(d.kind, getattr(d, "check", None)) for d in result.decisions]
+    assert decisions == [("allowed", None), ("denied", "budget")]
+    assert len(toolset.effects) == 1

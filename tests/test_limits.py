@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from _factories import finished_event, started_event
+from _factories import RawDb, finished_event, started_event
 from charter import Agent, Client, Config, ControlPlane, Denied
 from charter._contract import load_contract
 from charter._identity import create_agent_identity, create_human
@@ -1059,3 +1059,22 @@ def test_a_days_spend_reads_as_json(store):
         "spent_usd": 0.0,
         "reserved_usd": 0.25,
     }
+
+
+def test_a_held_call_takes_no_token_and_reserves_nothing(build, run, store):
+    """Its charges wait for the approval: a call nobody may run yet spends no one's limits."""
+    limits = [{"tool": "record_write", "rate": "1/m", "burst": 1}]
+    agent = build(
+        call("record_write"),
+        autonomy="suggest",
+        budget={"per_tenant_day_usd": 1.0},
+        rate_limits=limits,
+    )
+    result = run(agent)
+    assert result.status == "waiting"
+    assert _ledger(store, "tenant:acme") == []
+    raw = RawDb(store)
+    try:
+        assert raw.execute("SELECT count(*) FROM rate_buckets").fetchone()[0] == 0
+    finally:
+        raw.close()

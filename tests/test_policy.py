@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 import charter
 from charter import Facts
@@ -514,3 +515,15 @@ class TestCaseResults:
         (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
         (result,) = run_cases(*load_cases(tmp_path / "cases.yaml"))
         assert (result.ok, result.got) == (True, "approval (board)")
+
+
+def test_a_loaded_case_cannot_be_changed(tmp_path):
+    """Rows are values: a runner cannot alter what a case expects or asks about."""
+    table = yaml.safe_load((BILLING / "cases.yaml").read_text())
+    table["contract"] = str(BILLING / "contract.yaml")
+    (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
+    loaded, _ = load_cases(tmp_path / "cases.yaml", roots=[BILLING])
+    case = loaded.cases[0]
+    for target, field in ((case, "expect"), (case.principal, "tenant"), (case.resource, "tenant")):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(target, field, "x")

@@ -234,6 +234,10 @@ class TestOneTracePerRun:
         assert {d.parent_span_id for d in decides} == {held.span_id, executed.span_id}
         policy = attributes(next(d for d in decides if d.parent_span_id == held.span_id))
         assert policy["charter.policy_ids"] == ["big-needs-ops"]
+        # The check that decided is named only when one refused or held the call.
+        assert (policy["charter.check"], policy["charter.approval.tier"]) == ("approval", "ops")
+        passed = attributes(next(d for d in decides if d.parent_span_id == executed.span_id))
+        assert "charter.check" not in passed
 
     def test_otlp_grpc_exports_the_same_trace(
         self, monkeypatch, grpc_receiver, client, build, clock
