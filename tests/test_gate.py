@@ -5,6 +5,7 @@ Every scenario checks that the run's log still verifies (see the `run` fixture).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,16 @@ def test_each_check_records_how_long_it_took(build, plane, cred, store):
     durations = [c["duration_us"] for c in decided["checks"]]
     assert len(durations) == len(STAGES)
     assert all(0 <= d <= elapsed_us for d in durations)
+
+
+def test_an_approval_request_is_named_by_16_random_hex_digits(build, run, store):
+    first = run(build(call("launch")))
+    second = run(build(call("launch")))
+    ids = [a.request_id for a in store.list_approvals()]
+    assert len(ids) == 2
+    assert all(re.fullmatch(r"apr_[0-9a-f]{16}", i) for i in ids)
+    assert len(set(ids)) == 2
+    assert {first.status, second.status} == {"waiting"}
 
 
 class TestDenied:

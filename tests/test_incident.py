@@ -891,6 +891,8 @@ class TestVerifier:
         ]
         assert (verify["model"], verify["step"]) == (JUDGE, 2)
         assert verify["cost_usd"] > 0
+        # Its time is inside the step's (the decide span); the event carries none of its own.
+        assert (verify["latency_ms"], verify["request_hash"], verify["tool_calls"]) == (0.0, "", [])
         record = store.get_run(result.run_id)
         assert record.cost_usd == pytest.approx(0.01 + verify["cost_usd"])
         assert _verifier_check(store, result.run_id)["outcome"] == "pass"

@@ -524,6 +524,53 @@ def test_a_loaded_case_cannot_be_changed(tmp_path):
     (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
     loaded, _ = load_cases(tmp_path / "cases.yaml", roots=[BILLING])
     case = loaded.cases[0]
-    for target, field in ((case, "expect"), (case.principal, "tenant"), (case.resource, "tenant")):
+    targets = (
+        (loaded, "defaults"),
+        (case, "expect"),
+        (case.principal, "tenant"),
+        (case.resource, "tenant"),
+    )
+    for target, field in targets:
         with pytest.raises(ValidationError, match="frozen"):
             setattr(target, field, "x")
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ({"policies": "p.cedar", "schema": "s.cedarschema", "cases": []}, "cases"),
+        ({"policies": "p.cedar", "cases": [{}]}, "cases.0"),
+    ],
+)
+def test_a_table_without_cases_is_not_one(tmp_path, table, said):
+    (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
+    with pytest.raises(PolicyTestError, match=f"not a policy test table: {said}"):
+        load_cases(tmp_path / "cases.yaml")
+
+
+@pytest.mark.parametrize("key", ["policies", "schema"])
+def test_a_table_naming_half_a_policy_set_is_refused(tmp_path, key):
+    row = {
+        "name": "n",
+        "principal": {"agent": "a", "workflow": "w", "tenant": "t"},
+        "action": "x",
+        "resource": {"type": "Charge", "id": "c"},
+        "expect": "deny",
+    }
+    (tmp_path / "cases.yaml").write_text(yaml.safe_dump({key: "p.cedar", "cases": [row]}))
+    with pytest.raises(PolicyTestError, match="with both 'policies:' and 'schema:'"):
+        load_cases(tmp_path / "cases.yaml")
+
+
+def test_a_path_that_is_no_path_is_refused(tmp_path):
+    row = {
+        "name": "n",
+        "principal": {"agent": "a", "workflow": "w", "tenant": "t"},
+        "action": "x",
+        "resource": {"type": "Charge", "id": "c"},
+        "expect": "deny",
+    }
+    table = {"policies": "p\x00.cedar", "schema": "s.cedarschema", "cases": [row]}
+    (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
+    with pytest.raises(PolicyTestError, match="is not a usable path"):
+        load_cases(tmp_path / "cases.yaml")
