@@ -5,13 +5,14 @@ Every scenario checks that the run's log still verifies (see the `run` fixture).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from charter import Agent, Allowed, Denied, Failed, NeedsApproval, Proposed
+from charter import Agent, Allowed, Change, Denied, Failed, NeedsApproval, Proposed
 from charter.exceptions import CredentialError
 from charter.gate import idempotency_key
 from charter.models import Message, ScriptedModel, ScriptedTurn
@@ -102,7 +103,7 @@ class TestAllowed:
 
 
 def test_each_check_records_how_long_it_took(build, plane, cred, store):
-    """In microseconds, each at most the whole run's time."""
+    """In microseconds, each at most the whole run's time; running the tool takes some."""
     started = time.perf_counter()
     result = plane.run(
         build(call("record_write", item="x")), credential=cred.token, tenant_id="acme", task="t"
@@ -112,6 +113,11 @@ def test_each_check_records_how_long_it_took(build, plane, cred, store):
     durations = [c["duration_us"] for c in decided["checks"]]
     assert len(durations) == len(STAGES)
     assert all(0 <= d <= elapsed_us for d in durations)
+    (completed,) = [e.payload for e in store.events(result.run_id) if e.kind == "tool.completed"]
+    after = {c["check"]: c["duration_us"] for c in completed["checks"]}
+    assert set(after) == {"execute", "output", "record"}
+    assert 1 <= after["execute"] <= elapsed_us
+    assert 0 <= after["output"] <= elapsed_us
 
 
 def test_an_approval_request_is_named_by_16_random_hex_digits(build, run, store):
@@ -122,6 +128,42 @@ def test_an_approval_request_is_named_by_16_random_hex_digits(build, run, store)
     assert all(re.fullmatch(r"apr_[0-9a-f]{16}", i) for i in ids)
     assert len(set(ids)) == 2
     assert {first.status, second.status} == {"waiting"}
+
+
+class TestPreviews:
+    """What a person deciding on a held write sees: the tool's own preview, or the arguments."""
+
+    def _held(self, make_contract, toolset, run, preview: Any) -> NeedsApproval:
+        tools = [
+            dataclasses.replace(t, preview=preview) if t.name == "launch" else t
+            for t in toolset.tools
+        ]
+        agent = Agent.load(
+            make_contract(),
+            tools=tools,
+            model=ScriptedModel([call("launch", item="x"), ScriptedTurn.say("done")]),
+        )
+        decision = _only(run(agent))
+        assert isinstance(decision, NeedsApproval)
+        return decision
+
+    def test_the_tools_preview_is_the_diff(self, make_contract, toolset, run):
+        def preview(args: Any, ctx: Any) -> list[Change]:
+            return [Change(path="deploys/x", before="v1", after="v2 by mail bob@example.com")]
+
+        decision = self._held(make_contract, toolset, run, preview)
+        assert decision.diff == (
+            {"path": "deploys/x", "before": "v1", "after": "v2 by mail [email]"},
+        )
+
+    def test_a_preview_that_fails_says_so_in_the_diff(self, make_contract, toolset, run):
+        def preview(args: Any, ctx: Any) -> list[Change]:
+            raise RuntimeError("inventory down; ask alice@example.com")
+
+        decision = self._held(make_contract, toolset, run, preview)
+        assert decision.diff == (
+            {"path": "(preview failed)", "before": None, "after": "inventory down; ask [email]"},
+        )
 
 
 class TestDenied:
@@ -270,6 +312,7 @@ class TestHeldAndProposed:
         decision = _only(run(build(call("read_notes"), extra_policies=gate)))
         assert isinstance(decision, NeedsApproval)
         assert decision.tier == "ops"
+        assert decision.diff == ()  # a read changes nothing to show
 
     def test_strictest_tier_wins(self, build, run, toolset, contract_data):
         """When policy asks for a stricter tier than the contract's, the stricter one applies."""
