@@ -6,6 +6,7 @@ Every scenario checks that the run's log still verifies (see the `run` fixture).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -81,14 +82,25 @@ def _step_log(store, run_id: str, step: int) -> list[str]:
 
 
 class TestAllowed:
-    def test_write_executes_once(self, build, run, toolset):
-        """An allowed write returns Allowed with the tool's output and runs exactly once."""
+    def test_write_executes_once(self, build, run, toolset, store):
+        """An allowed write returns Allowed with the tool's output and runs exactly once; its
+        result is recorded with the output's hash (SHA-256 of its compact, sorted JSON)."""
         result = run(build(call("record_write", item="x")))
         decision = _only(result)
         assert isinstance(decision, Allowed)
         assert decision.output == {"item": "x"}
         assert decision.policy_ids == ("allow-tools",)
         assert toolset.effects == [("record_write", idempotency_key(result.run_id, 2))]
+        (completed,) = [
+            e.payload for e in store.events(result.run_id) if e.kind == "tool.completed"
+        ]
+        assert completed["output_hash"] == hashlib.sha256(b'{"item":"x"}').hexdigest()
+        assert completed["latency_ms"] > 0  # to the microsecond: a thread's round trip shows
+        assert (completed["status"], completed["error_code"], completed["error"]) == (
+            "ok",
+            None,
+            None,
+        )
 
     def test_read_executes(self, build, run):
         """An allowed read returns Allowed."""
@@ -376,7 +388,7 @@ class TestExecution:
         assert (decision.check, decision.code) == ("execute", "tool_permanent")
         assert not decision.retryable
 
-    def test_malformed_output_fails_and_the_model_is_told(self, build, run):
+    def test_malformed_output_fails_and_the_model_is_told(self, build, run, store):
         """Output that fails the output model is Failed at output; the model sees FAILED."""
         seen: list[list[Message]] = []
 
@@ -384,9 +396,16 @@ class TestExecution:
             seen.append(list(messages))
             return call("bad_output") if len(seen) == 1 else ScriptedTurn.say("done")
 
-        decision = _only(run(build(script=script)))
+        result = run(build(script=script))
+        decision = _only(result)
         assert isinstance(decision, Failed)
         assert (decision.check, decision.code) == ("output", "tool_output_invalid")
+        (completed,) = [
+            e.payload for e in store.events(result.run_id) if e.kind == "tool.completed"
+        ]
+        assert (completed["status"], completed["error_code"]) == ("error", "tool_output_invalid")
+        assert completed["error"].startswith("bad_output returned output that does not match")
+        assert completed["output_hash"] is None
         assert seen[1][-1].role == "tool"
         assert seen[1][-1].content.startswith("FAILED (tool_output_invalid)")
 
