@@ -94,6 +94,7 @@ class TestAllowed:
         (completed,) = [
             e.payload for e in store.events(result.run_id) if e.kind == "tool.completed"
         ]
+        assert completed["output"] == {"item": "x"}
         assert completed["output_hash"] == hashlib.sha256(b'{"item":"x"}').hexdigest()
         assert completed["latency_ms"] > 0  # to the microsecond: a thread's round trip shows
         assert (completed["status"], completed["error_code"], completed["error"]) == (
@@ -130,6 +131,7 @@ def test_each_check_records_how_long_it_took(build, plane, cred, store):
     assert set(after) == {"execute", "output", "record"}
     assert 1 <= after["execute"] <= elapsed_us
     assert 0 <= after["output"] <= elapsed_us
+    assert after["record"] == 0  # the record is the append that carries these checks
 
 
 def test_an_approval_request_is_named_by_16_random_hex_digits(build, run, store):
