@@ -8,6 +8,7 @@ refusal it owes is checked here directly, with what it says and what it names as
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -1012,3 +1013,74 @@ def test_the_gate_alone_reads_the_controls_before_judging_each_call(
         gate.close()
     assert (denied.kind, denied.check) == ("denied", "kill_switch")
     assert len(asked) == 1
+
+
+class TestExecutorClose:
+    """Closing never waits for a hung tool or model call, and nothing queued starts after."""
+
+    def test_a_hung_call_does_not_hold_close_and_a_queued_one_never_starts(self, agent):
+        executor = Executor(workers=1, sleep=lambda s: None)
+        started, release = threading.Event(), threading.Event()
+        ran: list[str] = []
+
+        def hung(args: Any, ctx: Any) -> Receipt:
+            started.set()
+            release.wait()
+            return Receipt(item="hung")
+
+        def queued(args: Any, ctx: Any) -> Receipt:
+            ran.append("queued")
+            return Receipt(item="queued")
+
+        first = _granted(agent, "record_write")
+        first.tool = dataclasses.replace(first.tool, run=hung, max_attempts=1)
+        second = _granted(agent, "record_write")
+        second.tool = dataclasses.replace(second.tool, run=queued, max_attempts=1)
+        callers = [
+            threading.Thread(target=executor.execute, args=(c,), kwargs={"default_timeout_s": 30})
+            for c in (first, second)
+        ]
+        callers[0].start()
+        assert started.wait(10)
+        callers[1].start()
+        closing = threading.Thread(target=executor.close)
+        closing.start()
+        closing.join(10)
+        try:
+            assert not closing.is_alive()
+        finally:
+            release.set()
+            for caller in callers:
+                caller.join(10)
+        assert ran == []
+
+    def test_hung_model_calls_do_not_hold_close_and_a_queued_one_never_starts(self):
+        executor = Executor(sleep=lambda s: None)  # four threads for model calls
+        release = threading.Event()
+        ran: list[int] = []
+        four_running = threading.Barrier(5)
+
+        def model_call() -> None:
+            ran.append(1)
+            if len(ran) <= 4:
+                four_running.wait(10)
+            release.wait()
+
+        def caller() -> None:
+            with contextlib.suppress(Exception):  # cancelled, or timed out: either is fine
+                executor.bounded(model_call, timeout_s=30)
+
+        callers = [threading.Thread(target=caller) for _ in range(5)]
+        for thread in callers:
+            thread.start()
+        four_running.wait(10)
+        closing = threading.Thread(target=executor.close)
+        closing.start()
+        closing.join(10)
+        try:
+            assert not closing.is_alive()
+        finally:
+            release.set()
+            for thread in callers:
+                thread.join(10)
+        assert len(ran) == 4
