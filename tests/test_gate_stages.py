@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import time
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -508,7 +509,9 @@ class TestExecutor:
         return call
 
     def test_a_tool_that_answers_runs_once(self, agent, executor, sleeps, toolset):
+        started = time.perf_counter()
         done = executor.execute(self._call(agent, "record_write"), default_timeout_s=5)
+        assert 0 < done.latency_ms <= (time.perf_counter() - started) * 1000
         assert (done.check.outcome, done.attempts, done.error) == ("pass", 1, None)
         assert done.check.detail == {"attempts": 1, "errors": []}
         assert done.raw == Receipt(item="x")
@@ -534,8 +537,11 @@ class TestExecutor:
         assert sleeps == [0.5, 1.0]
 
     def test_a_permanent_error_is_not_retried(self, agent, executor, sleeps):
+        started = time.perf_counter()
         done = executor.execute(self._call(agent, "broken"), default_timeout_s=5)
+        elapsed_ms = (time.perf_counter() - started) * 1000
         assert (done.check.outcome, done.attempts, sleeps) == ("fail", 1, [])
+        assert 0 < done.latency_ms <= elapsed_ms
         assert done.check.reason == "tool_permanent: 400 bad request"
 
     def test_a_tool_that_raises_anything_else_fails_typed(self, agent, executor, sleeps):

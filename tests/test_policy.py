@@ -14,6 +14,7 @@ import charter
 from charter import Facts
 from charter.exceptions import PolicyLoadError, PolicyTestError
 from charter.policy import CedarPolicy, build_request, load_cases, run_cases
+from charter.policy._cedar import _locate_parse_error
 
 EXAMPLES = Path(charter.__file__).parent / "examples"
 BILLING = EXAMPLES / "billing"
@@ -574,3 +575,14 @@ def test_a_path_that_is_no_path_is_refused(tmp_path):
     (tmp_path / "cases.yaml").write_text(yaml.safe_dump(table))
     with pytest.raises(PolicyTestError, match="is not a usable path"):
         load_cases(tmp_path / "cases.yaml")
+
+
+def test_a_set_whose_statements_each_parse_still_gets_an_error_naming_the_file():
+    """Cedar refused the whole, yet no statement fails alone: the file is named, no line."""
+    message = _locate_parse_error(
+        '@id("a")\n' + LOOKUP, "test.cedar", ValueError("unexpected end"), quote=True
+    )
+    assert message == "test.cedar: policies do not parse: unexpected end"
+    withheld = _locate_parse_error(LOOKUP, "key.pem", ValueError("quoted text"), quote=False)
+    assert withheld.startswith("key.pem: policies do not parse (Cedar's message quotes")
+    assert "quoted text" not in withheld
