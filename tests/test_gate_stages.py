@@ -27,6 +27,7 @@ from charter._events import ToolCallSpec
 from charter._identity import create_agent_identity, create_human
 from charter.exceptions import ContractError, RateLimited, ToolError
 from charter.gate import (
+    ArtifactCache,
     CachedAnswer,
     Call,
     Controls,
@@ -1090,3 +1091,17 @@ class TestExecutorClose:
             for thread in callers:
                 thread.join(10)
         assert len(ran) == 4
+
+
+def test_a_cached_answer_is_keyed_by_the_output_schema_too(agent):
+    """A tool whose output changes shape must not be answered with the old shape."""
+
+    class Wider(Receipt):
+        note: str = ""
+
+    contract = agent.contract
+    first = ArtifactCache.tool_key(contract, "acme", "read_notes", Receipt, {"item": "x"})
+    assert first == ArtifactCache.tool_key(contract, "acme", "read_notes", Receipt, {"item": "x"})
+    assert first != ArtifactCache.tool_key(contract, "acme", "read_notes", Wider, {"item": "x"})
+    assert first != ArtifactCache.tool_key(contract, "globex", "read_notes", Receipt, {"item": "x"})
+    assert first != ArtifactCache.tool_key(contract, "acme", "read_notes", Receipt, {"item": "y"})
