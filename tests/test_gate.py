@@ -132,6 +132,8 @@ def test_each_check_records_how_long_it_took(build, plane, cred, store):
     assert 1 <= after["execute"] <= elapsed_us
     assert 0 <= after["output"] <= elapsed_us
     assert after["record"] == 0  # the record is the append that carries these checks
+    # The result's latency is the execute check's, in milliseconds to the microsecond.
+    assert abs(completed["latency_ms"] - after["execute"] / 1000) <= 0.001
 
 
 def test_an_approval_request_is_named_by_16_random_hex_digits(build, run, store):
