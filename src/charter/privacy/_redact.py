@@ -71,22 +71,35 @@ class _Detector:
         done = 0
         for start, end in windows:
             lo = max(done, start - self.before)
-            hi = len(text) if self.after is None else min(len(text), end + self.after)
-            while (match := self.pattern.search(text, lo, hi)) is not None:
-                if match.end() == hi < len(text) and text[hi].isalnum():
-                    # The window ends inside a value, and a pattern reads its end as the
-                    # text's: the value's first digits would pass for the whole of it.
-                    hi = min(len(text), hi + 64)
+            hi = top = len(text) if self.after is None else min(len(text), end + self.after)
+            failed = lo
+            while True:
+                match = self.pattern.search(text, lo, hi)
+                if match is None:
+                    if hi == top:
+                        break
+                    # Nothing shorter passed either: read on past the match that failed, to
+                    # the window's end (a card may start at a phone number's last group).
+                    lo, hi = failed + 1, top
+                    continue
+                if hi == top < len(text) and match.end() >= hi - 1:
+                    # The window may end inside a value, or just past a separator before its
+                    # next group, and a pattern reads its end as the text's: the value's first
+                    # digits would pass for the whole of it.
+                    hi = top = min(len(text), hi + 64)
                     continue
                 group = next((g for g in self.groups if match.group(g) is not None), 0)
                 value = match.group(group)
                 if self.valid is None or self.valid(value):
                     yield Finding(self.name, match.start(group), match.end(group))
                     lo = done = match.end()
+                    hi = top
                     continue
                 cut = max(value.rfind(" "), value.rfind("-"), value.rfind("."))
                 if self.shrink and cut > 0:
-                    hi = match.start(group) + cut
+                    if hi == top:
+                        failed = match.start()
+                    hi = match.start(group) + cut + 1
                 else:
                     lo = match.start() + 1
 
@@ -137,8 +150,10 @@ class _Credential(_Detector):
 
 # Lookbehinds stand in for word boundaries that also refuse `-`, `.` and `/`, so a value glued
 # to an id (`ORD-4242...`, `v1.2.3`) is part of that id, not a value of its own.
-_EDGE = r"(?:^|[^\w.,/+-])"
+_EDGE = r"(?:^|[^\w.,/-])"
 """The hints' stand-in for the patterns' left lookbehind: RE2 has no lookarounds."""
+_PHONE_EDGE = r"(?:^|[^\w.,/+-])"
+"""`_EDGE` for phone numbers, whose lookbehind also refuses `+`: `+44 20 ...` is one number."""
 
 
 def _luhn(digits: str) -> bool:
@@ -374,7 +389,7 @@ _BUILTIN = (
     _Detector(
         "phone",
         r"\+\d|\(\d{3}\) ?\d{3}[.-]\d{4}|"
-        + _EDGE
+        + _PHONE_EDGE
         + r"(?:\d{3}[.-]\d{3}[.-]\d{4}|\d{3} \d{3} \d{4}|0\d{1,4}[ -]\d{3,4}[ -]?\d{3,4})",
         re.compile(
             r"(?<![\w.,/+-])(?:"
@@ -435,7 +450,11 @@ def _re2_set(patterns: Sequence[str]) -> re2.Set | None:
     options.log_errors = False
     hints = re2.Set.SearchSet(options)
     for index, pattern in enumerate(patterns):
-        if hints.Add(pattern) != index:
+        try:
+            added = hints.Add(pattern)
+        except re2.error:  # where RE2 answers -1, this binding raises
+            return None
+        if added != index:
             return None
     hints.Compile()
     return hints
