@@ -442,7 +442,7 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def pytest(
-        self, files: tuple[str, ...], *, select: str, deadline: float
+        self, files: tuple[str, ...], *, select: str, deadline: float, timeout: int = 60
     ) -> tuple[str, float, str]:
         """Run `files` in the copy: (passed, failed or timed out; seconds; the output's tail)."""
         present = [f"tests/{name}" for name in files if (self.root / "tests" / name).exists()]
@@ -457,7 +457,7 @@ class Sandbox:
             "-p",
             "no:cacheprovider",
             "--timeout",
-            "60",
+            str(timeout),
             "-k",
             select,
             *present,
@@ -501,6 +501,7 @@ def run_module(
     *,
     verbose: bool,
     sqlite_only: bool = False,
+    timeout: int = 60,
 ) -> list[Outcome] | None:
     """Test every mutant of one module; None if the tests fail on the unmutated copy."""
     files = TESTS[module]
@@ -523,10 +524,14 @@ def run_module(
             text, _ = splice(original, mutant)
             target.write_text(text, encoding="utf-8")
             try:
-                status, seconds, _ = sandbox.pytest(files, select="not postgres", deadline=deadline)
+                status, seconds, _ = sandbox.pytest(
+                    files, select="not postgres", deadline=deadline, timeout=timeout
+                )
                 if status == "passed" and not sqlite_only:
                     # Survived SQLite: the PostgreSQL variants of the same tests decide.
-                    status, more, _ = sandbox.pytest(files, select="postgres", deadline=deadline)
+                    status, more, _ = sandbox.pytest(
+                        files, select="postgres", deadline=deadline, timeout=timeout
+                    )
                     seconds += more
             finally:
                 target.write_text(original, encoding="utf-8")
@@ -608,6 +613,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--quiet", action="store_true", help="no line per mutant")
     parser.add_argument(
+        "--timeout", type=int, default=60, help="seconds a test may take before it times out"
+    )
+    parser.add_argument(
         "--sqlite-only",
         action="store_true",
         help="do not run SQLite's survivors on PostgreSQL (faster; a mutant only PostgreSQL "
@@ -631,7 +639,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{module}: {len(mutants)} mutants, tests: {' '.join(TESTS[module])}", flush=True)
         outcomes = run_module(
-            module, mutants, equivalents, verbose=not args.quiet, sqlite_only=args.sqlite_only
+            module,
+            mutants,
+            equivalents,
+            verbose=not args.quiet,
+            sqlite_only=args.sqlite_only,
+            timeout=args.timeout,
         )
         if outcomes is None:
             broken.append(module)
