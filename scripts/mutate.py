@@ -110,6 +110,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "src/charter/store/_limits.py": ("test_limits.py", "test_store.py"),
     # Redactor: secrets, PII, the corpus
     "src/charter/privacy/_redact.py": (
+        "test_redaction_edges.py",
         "test_redact.py",
         "test_redaction_corpus.py",
         "test_security_redaction.py",
