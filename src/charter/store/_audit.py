@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from charter._time import iso, utcnow
 from charter.exceptions import NotFoundError
-from charter.store._base import KillSwitch
 from charter.store._chain import GENESIS, ChainReport, seal, verify_chain
 from charter.store._checkpoint import Checkpoint
 from charter.store._controls import CONTROL_CHAIN
 from charter.store._host import SqlHost
 from charter.store._ledger import Claim, LedgerReport, append_claims, read_head, verify_ledger
 from charter.store._parallel import HELPED_FROM, MOST_PROCESSES, cores, start_helpers
+from charter.store._rows import switch_from_row
 from charter.store._runpass import (
     EVENTS,
     HEADS,
@@ -463,15 +463,7 @@ def _switch_problems(db: Db) -> list[str]:
             )
             continue
         try:
-            stored = KillSwitch(
-                agent=row["agent"],
-                workflow=row["workflow"],
-                tenant_id=row["tenant_id"],
-                tool=row["tool"],
-                reason=row["reason"],
-                created_by=row["created_by"],
-                created_at=row["created_at"],
-            )
+            stored = switch_from_row(row)
             same = stored.key == key and (stored.reason, stored.created_by) == (
                 detail.get("reason"),
                 detail.get("actor"),

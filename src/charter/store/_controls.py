@@ -16,6 +16,7 @@ from charter.store._chain import GENESIS, event_hash, seal
 from charter.store._host import SqlHost
 from charter.store._ledger import Claim, append_claims
 from charter.store._limits import SpendRecord, usd
+from charter.store._rows import switch_from_row
 
 if TYPE_CHECKING:
     from charter.store._db import Db
@@ -81,8 +82,7 @@ class ControlSql(SqlHost):
         """Every engaged kill switch."""
         with self._reading() as db:
             rows = db.execute("SELECT * FROM kill_switches ORDER BY created_at").fetchall()
-        # A Row iterates its values, so the column names come from keys().
-        return [KillSwitch(**{k: r[k] for k in r.keys() if k != "key"}) for r in rows]  # noqa: SIM118
+        return [switch_from_row(r) for r in rows]
 
     def control_version(self) -> int:
         """The kill-switch and revocation counter."""

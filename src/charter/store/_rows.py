@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from charter.store._base import RunRecord
+from charter.store._base import KillSwitch, RunRecord
 
 if TYPE_CHECKING:
     from charter.store._db import Row
 
-__all__ = ["RUN_COLUMNS", "record_from_row", "record_values"]
+__all__ = ["RUN_COLUMNS", "record_from_row", "record_values", "switch_from_row"]
 
 RUN_COLUMNS = (
     "run_id, agent, workflow, tenant_id, principal_id, model, model_kind, contract_version, "
@@ -31,3 +31,9 @@ def record_from_row(row: Row) -> RunRecord:
     """The record of a runs row read with `RUN_COLUMNS`."""
     values = {name: row[name] for name in _NAMES}
     return RunRecord(**{**values, "runnable": bool(values["runnable"])})
+
+
+def switch_from_row(row: Row) -> KillSwitch:
+    """A `kill_switches` row as the switch it engages (its `key` column is derived, so left out)."""
+    # A Row iterates its values, so the column names come from keys().
+    return KillSwitch(**{k: row[k] for k in row.keys() if k != "key"})  # noqa: SIM118
