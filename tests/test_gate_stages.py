@@ -1022,6 +1022,21 @@ def test_the_gate_alone_reads_the_controls_before_judging_each_call(
     assert len(asked) == 1
 
 
+def _closes_at_once(
+    executor: Executor, release: threading.Event, callers: list[threading.Thread]
+) -> None:
+    """`executor.close()` returns while `callers` are still held; then they are let go."""
+    closing = threading.Thread(target=executor.close)
+    closing.start()
+    closing.join(10)
+    try:
+        assert not closing.is_alive()
+    finally:
+        release.set()
+        for caller in callers:
+            caller.join(10)
+
+
 class TestExecutorClose:
     """Closing never waits for a hung tool or model call, and nothing queued starts after."""
 
@@ -1050,15 +1065,7 @@ class TestExecutorClose:
         callers[0].start()
         assert started.wait(10)
         callers[1].start()
-        closing = threading.Thread(target=executor.close)
-        closing.start()
-        closing.join(10)
-        try:
-            assert not closing.is_alive()
-        finally:
-            release.set()
-            for caller in callers:
-                caller.join(10)
+        _closes_at_once(executor, release, callers)
         assert ran == []
 
     def test_hung_model_calls_do_not_hold_close_and_a_queued_one_never_starts(self):
@@ -1081,15 +1088,7 @@ class TestExecutorClose:
         for thread in callers:
             thread.start()
         four_running.wait(10)
-        closing = threading.Thread(target=executor.close)
-        closing.start()
-        closing.join(10)
-        try:
-            assert not closing.is_alive()
-        finally:
-            release.set()
-            for thread in callers:
-                thread.join(10)
+        _closes_at_once(executor, release, callers)
         assert len(ran) == 4
 
 
